@@ -87,8 +87,10 @@ class RoundResult:
     timing: dict[str, int] = field(default_factory=dict)
 
 
-def _finite_clients(updates: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
-    ok, bad = [], []
+def split_finite(updates: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
+    """Indices of finite updates, and of updates holding NaN or Inf (which are never transmitted)."""
+    ok: list[int] = []
+    bad: list[int] = []
     for k, g in enumerate(updates):
         (ok if np.all(np.isfinite(g)) else bad).append(k)
     return ok, bad
@@ -120,7 +122,7 @@ class OverTheAirRound:
             )
         w_all = np.asarray(weights, dtype=np.float64)
         n_values = int(np.asarray(updates[0]).size)
-        valid, rejected = _finite_clients(updates)
+        valid, rejected = split_finite(updates)
         empty = RoundResult(None, np.zeros(len(updates)), [], rejected, [], 0.0, 0.0, None, None, 0)
         if not valid:
             empty.failure = "every update was non-finite; nothing was transmitted"

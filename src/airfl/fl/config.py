@@ -1,0 +1,200 @@
+"""Experiment configuration: TOML in, typed and validated models out.
+
+Every mistake a user can make in a config (unknown key, wrong type, value out of range) becomes a
+`ConfigError` whose message is one sentence naming the key and what is allowed; the CLI prints it
+and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration the user wrote is invalid; str(error) is one sentence for the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Dataset and its split across clients."""
+
+    dataset: Literal["digits"] = "digits"
+    clients: int = Field(10, ge=1, le=1000, description="number of federated clients")
+    dirichlet_alpha: float = Field(0.5, gt=0, description="label skew: smaller is more non-IID")
+    test_fraction: float = Field(0.25, gt=0, lt=1, description="held-out share for the global test set")
+    min_samples_per_client: int = Field(10, ge=1)
+
+
+class ModelConfig(_Section):
+    """The model every client trains."""
+
+    kind: Literal["mlp"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [64], description="hidden layer widths")
+
+    @model_validator(mode="after")
+    def _positive_widths(self) -> ModelConfig:
+        if any(h < 1 for h in self.hidden):
+            raise ValueError("model.hidden: every hidden width must be >= 1")
+        return self
+
+
+class TrainConfig(_Section):
+    """Local training on each client, every round."""
+
+    local_epochs: int = Field(2, ge=1, le=1000)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(0.05, gt=0, le=10)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class ChannelSection(_Section):
+    """The loopback air (ignored on real radios). SNR: P * E|h|^2 / sigma^2 per client, in dB."""
+
+    snr_db: float = Field(20.0, ge=-30, le=100, description="average receive SNR per client (dB)")
+    path_loss_db: float = Field(0.0, ge=0, le=200, description="mean link loss (dB)")
+    path_loss_spread_db: float = Field(0.0, ge=0, le=60)
+    fading: Literal["none", "rayleigh"] = "rayleigh"
+    coherence_time_s: float = Field(0.02, gt=0)
+    max_delay_samples: int = Field(8, ge=0, le=4096)
+    sample_rate_hz: float = Field(1e6, gt=0, le=61.44e6)
+    noise: bool = Field(True, description="false turns receiver noise off (exact aggregation)")
+
+
+class OtaSection(_Section):
+    """The round protocol (see airfl.fl.ota.OtaSettings for the meaning of each knob)."""
+
+    tx_power: float = Field(0.1, gt=0, le=1, description="per-client power limit, full-scale units^2")
+    power_control: Literal["truncated", "full"] = Field(
+        "truncated", description="truncated channel inversion, or full inversion (every client transmits)"
+    )
+    truncation_threshold_db: float = Field(-10.0, ge=-60, le=20)
+    sounding_cp: int = Field(16, ge=0, le=4096)
+    sounding_min_shift: int = Field(32, ge=4, le=65536)
+    sounding_min_length: int = Field(127, ge=3, le=1_000_003)
+    preamble_length: int = Field(127, ge=15, le=65535)
+    guard_samples: int = Field(32, ge=0, le=65536)
+    lead_samples: int = Field(64, ge=1)
+    frame_period_s: float = Field(0.02, gt=0)
+    false_alarm_probability: float = Field(1e-6, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OtaSection:
+        if self.preamble_length % 2 == 0:
+            raise ValueError("ota.preamble_length must be odd (a Zadoff-Chu length)")
+        if self.sounding_min_shift < self.sounding_cp + 4:
+            raise ValueError("ota.sounding_min_shift must be at least ota.sounding_cp + 4 samples")
+        if self.lead_samples <= self.guard_samples:
+            raise ValueError("ota.lead_samples must exceed ota.guard_samples")
+        return self
+
+
+class AggregationConfig(_Section):
+    """How client updates are summed: over the air, or exactly (no channel)."""
+
+    kind: Literal["ota", "ideal"] = "ota"
+    baseline: bool = Field(True, description="also train with ideal aggregation, same seed")
+
+
+class ExperimentConfig(_Section):
+    """One experiment: `airfl run CONFIG` trains it and writes its run directory."""
+
+    name: str = "experiment"
+    seed: int = Field(0, ge=0, lt=2**32)
+    rounds: int = Field(30, ge=1, le=100_000)
+    algorithm: Literal["fedavg"] = "fedavg"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
+    channel: ChannelSection = Field(default_factory=ChannelSection)
+    ota: OtaSection = Field(default_factory=OtaSection)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the section a validation error location points into."""
+    current: type[BaseModel] = model
+    for part in loc[:-1]:
+        field = current.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None) if field else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            current = annotation
+        else:
+            break
+    return list(current.model_fields)
+
+
+def _sentence(error: dict[str, Any]) -> str:
+    """One user-facing sentence for one pydantic error."""
+    loc = tuple(p for p in error.get("loc", ()) if not isinstance(p, int))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(ExperimentConfig, loc))
+        return f"unknown config key '{key}'; allowed keys here are: {allowed}."
+    msg = str(error.get("msg", "is invalid"))
+    msg = msg.removeprefix("Value error, ")
+    if kind == "value_error" and msg.startswith(key.split(".")[0]):
+        return msg.rstrip(".") + "."
+    got = error.get("input")
+    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"config key '{key}': {msg[0].lower() + msg[1:]}{got_text}."
+
+
+def validate_config(raw: dict[str, Any]) -> ExperimentConfig:
+    """Validate a raw dict; raise ConfigError with one sentence on the first problem."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" ({len(errors) - 1} more problem(s) after this one)" if len(errors) > 1 else ""
+        raise ConfigError(_sentence(errors[0]).rstrip(".") + more + ".") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse 'a.b.c=value'; value is read as a TOML value (number, bool, string, list), else a string."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. rounds=10 or channel.snr_db=10.")
+    key, value_text = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key; use dotted keys like train.lr=0.1.")
+    try:
+        value = tomllib.loads(f"v = {value_text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = value_text.strip()
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply key=value overrides to a raw config dict (validation happens afterwards)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': '{part}' is a value, not a section.")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a TOML config, apply overrides, validate. Every problem is a one-sentence ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist; see configs/ for examples.")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file '{p}' is not valid TOML: {exc}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file '{p}' is not UTF-8 text.") from None
+    return validate_config(apply_overrides(raw, overrides or []))
