@@ -1,0 +1,49 @@
+"""The CLI: bad input is one sentence on stderr and exit code 2, never a traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airfl.fl.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = str(ROOT / "configs" / "fedavg_digits.toml")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [CONFIG, "train.lrr=0.1"],
+        [CONFIG, "rounds=-3"],
+        [CONFIG, "channel.fading=ricean"],
+        ["/no/such/config.toml"],
+        [CONFIG, "notanoverride"],
+    ],
+)
+def test_bad_config_exits_2_with_one_sentence(argv, capsys, tmp_path):
+    code = main(["run", *argv, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("airfl: ") and len(err.splitlines()) == 1
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists(), "nothing should be written for an invalid config"
+
+
+def test_console_script_runs_and_reports_bad_key(tmp_path):
+    """Through a real process: exit status 2, one line, no traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "airfl.fl.cli", "run", CONFIG, "data.clientz=3", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "data.clientz" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "run" in capsys.readouterr().out

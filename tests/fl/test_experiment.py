@@ -1,0 +1,37 @@
+"""The run directory: resolved config, metrics per round, summary contract, plots."""
+
+import json
+
+from airfl.fl.config import load_config, validate_config
+from airfl.fl.experiment import noise_power_for_snr, run_experiment
+
+
+def test_run_directory_follows_the_contract(tmp_path):
+    cfg = validate_config({"name": "t", "seed": 1, "rounds": 3})
+    run_experiment(cfg, tmp_path, progress=False)
+    for name in ("config.toml", "metrics.jsonl", "summary.json", "accuracy.png", "aggregation_nmse.png"):
+        assert (tmp_path / name).is_file(), name
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[0])["round"] == 1
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["rounds"] == 3
+    assert set(s["final"]) == {"accuracy", "loss"} and set(s["baseline"]) == {"accuracy", "loss"}
+    assert {"nmse_db_mean", "nmse_db_theory", "snr_db"} <= set(s["aggregation"])
+    for key in ("airtime_s", "uplink_values", "wall_s"):
+        assert key in s
+    assert isinstance(s["uplink_values"], int) and s["airtime_s"] > 0
+    # the resolved config re-runs as it is
+    assert load_config(tmp_path / "config.toml") == cfg
+
+
+def test_ideal_only_run_has_null_aggregation_figures(tmp_path):
+    cfg = validate_config({"rounds": 1, "aggregation": {"kind": "ideal"}})
+    s = run_experiment(cfg, tmp_path, progress=False)
+    assert s["baseline"] is None and s["aggregation"]["nmse_db_mean"] is None
+    assert s["airtime_s"] == 0.0
+
+
+def test_snr_definition():
+    # P * E|h|^2 / sigma^2 = 20 dB with P = 0.1 and 10 dB path loss
+    sigma2 = noise_power_for_snr(20.0, 0.1, 10.0)
+    assert abs(sigma2 - 0.1 * 0.1 / 100.0) < 1e-15
