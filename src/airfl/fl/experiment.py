@@ -28,6 +28,7 @@ from airfl.fl.data import load_federated_digits
 from airfl.fl.models import count_parameters, mlp
 from airfl.fl.ota import OtaSettings, OverTheAirRound
 from airfl.fl.plots import plot_accuracy, plot_nmse
+from airfl.modem import SoundingLayout, symbol_count
 from airfl.radio import AirConfig, ChannelConfig, LoopbackAir
 
 SUMMARY_SCHEMA_VERSION = 1
@@ -81,6 +82,21 @@ def loopback_aggregator(cfg: ExperimentConfig, n_clients: int) -> OverTheAirAggr
             f"({c.max_delay_samples}) or client delays cannot be measured"
         )
     return OverTheAirAggregator(protocol)
+
+
+def _warn_if_round_outlasts_coherence(cfg: ExperimentConfig, n_values: int, n_clients: int, console: Console) -> None:
+    """Block fading redraws the channel every coherence time: a longer round sends on stale CSI."""
+    o = cfg.ota
+    sounding = SoundingLayout(n_clients, o.sounding_cp, o.sounding_min_shift, o.sounding_min_length).burst_length
+    payload = o.preamble_length + symbol_count(n_values)
+    round_samples = sounding + payload + o.lead_samples + cfg.channel.max_delay_samples
+    coherence = cfg.channel.coherence_time_s * cfg.channel.sample_rate_hz
+    if cfg.channel.fading == "rayleigh" and round_samples > coherence:
+        console.print(
+            f"[yellow]warning:[/] one round lasts {round_samples:,} samples but the channel changes every "
+            f"{coherence:,.0f} samples (channel.coherence_time_s): the payload will be sent on stale channel "
+            "estimates; raise channel.coherence_time_s or channel.sample_rate_hz for a block-fading experiment"
+        )
 
 
 def _db(x: float | None) -> float | None:
@@ -200,6 +216,8 @@ def run_experiment(
         loopback_aggregator(cfg, len(data.clients)) if cfg.aggregation.kind == "ota" else IdealAggregator()
     )
     main_run = FedAvg(factory, data, training, aggregator, cfg.seed)
+    if cfg.aggregation.kind == "ota":
+        _warn_if_round_outlasts_coherence(cfg, count_parameters(main_run.model), len(data.clients), console)
     baseline_run = (
         FedAvg(factory, data, training, IdealAggregator(), cfg.seed)
         if cfg.aggregation.baseline and cfg.aggregation.kind == "ota"

@@ -121,7 +121,11 @@ class OverTheAirRound:
                 f"got {len(updates)} updates and {len(weights)} weights for {len(self.clients)} client radios"
             )
         w_all = np.asarray(weights, dtype=np.float64)
+        if not (np.all(np.isfinite(w_all)) and np.all(w_all >= 0) and w_all.sum() > 0):
+            raise ValueError("aggregation weights must be finite, >= 0 and not all zero")
         n_values = int(np.asarray(updates[0]).size)
+        if any(np.asarray(g).size != n_values for g in updates):
+            raise ValueError("every client's update must have the same length; nothing was transmitted")
         valid, rejected = split_finite(updates)
         empty = RoundResult(None, np.zeros(len(updates)), [], rejected, [], 0.0, 0.0, None, None, 0)
         if not valid:
@@ -151,6 +155,9 @@ class OverTheAirRound:
         )
         if not active:
             result.failure = "every client was in a deep fade (below the truncation threshold); nobody transmitted"
+            return result
+        if w_all[active].sum() <= 0:
+            result.failure = "every participant has weight 0; nothing was transmitted"
             return result
         w = np.zeros(len(updates))
         w[active] = w_all[active] / w_all[active].sum()
