@@ -3,6 +3,9 @@
 #   make test   set up, then run the whole test suite
 #   make setup  set up only (.venv, pinned CPU torch, radio drivers where apt allows)
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+# pip warns about every package absent from a local mirror listed in this machine's pip.conf: noise.
+QUIET_PIP := grep -v 'is ignored: it is neither a file nor a directory' || true
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,8 +26,8 @@ $(PY):
 
 # Python packages: ranges live in pyproject.toml, pins (CPU torch) in constraints.txt.
 $(STAMP): $(PY) pyproject.toml constraints.txt
-	$(PIP) install -q -c constraints.txt "torch==2.13.0"
-	$(PIP) install -q -c constraints.txt -e ".[test,pluto]"
+	$(PIP) install -q -c constraints.txt "torch==2.13.0" 2>&1 | { $(QUIET_PIP); }
+	$(PIP) install -q -c constraints.txt -e ".[test,pluto]" 2>&1 | { $(QUIET_PIP); }
 	touch $(STAMP)
 
 # Radio drivers from Debian (libiio for Pluto, SoapySDR), installed when we are root with apt.
