@@ -4,7 +4,7 @@ import numpy as np
 
 from airfl.fl.aggregate import IdealAggregator, OverTheAirAggregator
 from airfl.fl.config import validate_config
-from airfl.fl.experiment import loopback_aggregator
+from airfl.fl.air_setup import loopback_aggregator
 
 
 def _updates(k: int, d: int, seed: int = 0) -> list[np.ndarray]:

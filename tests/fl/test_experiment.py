@@ -3,7 +3,8 @@
 import json
 
 from airfl.fl.config import load_config, validate_config
-from airfl.fl.experiment import noise_power_for_snr, run_experiment
+from airfl.fl.air_setup import noise_power_for_snr
+from airfl.fl.experiment import run_experiment
 
 
 def test_run_directory_follows_the_contract(tmp_path):

@@ -1,0 +1,84 @@
+"""Build the aggregator a config asks for: exact averaging, or analog aggregation over the air."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from airfl.fl.aggregate import Aggregator, IdealAggregator, OverTheAirAggregator
+from airfl.fl.config import ExperimentConfig
+from airfl.fl.ota import OtaSettings, OverTheAirRound
+from airfl.modem import SoundingLayout, symbol_count
+from airfl.radio import AirConfig, ChannelConfig, LoopbackAir
+
+
+def noise_power_for_snr(snr_db: float, tx_power: float, path_loss_db: float) -> float:
+    """sigma^2 such that P * E|h|^2 / sigma^2 = snr_db, with E|h|^2 = 10^(-path_loss_db/10)."""
+    return tx_power * 10.0 ** (-path_loss_db / 10.0) / 10.0 ** (snr_db / 10.0)
+
+
+def ota_settings(cfg: ExperimentConfig) -> OtaSettings:
+    """The round protocol's knobs from the [ota] section."""
+    o = cfg.ota
+    return OtaSettings(
+        tx_power=o.tx_power,
+        truncation_threshold_db=o.truncation_threshold_db if o.power_control == "truncated" else None,
+        sounding_cp=o.sounding_cp,
+        sounding_min_shift=o.sounding_min_shift,
+        sounding_min_length=o.sounding_min_length,
+        preamble_length=o.preamble_length,
+        guard_samples=o.guard_samples,
+        lead_samples=o.lead_samples,
+        frame_period_s=o.frame_period_s,
+        false_alarm_probability=o.false_alarm_probability,
+    )
+
+
+def loopback_aggregator(cfg: ExperimentConfig, n_clients: int) -> OverTheAirAggregator:
+    """Over-the-air aggregation on an emulated air built from the [channel] section."""
+    c = cfg.channel
+    if cfg.ota.sounding_cp < c.max_delay_samples:
+        raise ValueError(
+            f"ota.sounding_cp ({cfg.ota.sounding_cp}) must cover channel.max_delay_samples "
+            f"({c.max_delay_samples}) or client delays cannot be measured"
+        )
+    noise = noise_power_for_snr(c.snr_db, cfg.ota.tx_power, c.path_loss_db) if c.noise else 0.0
+    air = LoopbackAir(
+        AirConfig(
+            seed=cfg.seed,
+            sample_rate_hz=c.sample_rate_hz,
+            channel=ChannelConfig(
+                path_loss_db=c.path_loss_db,
+                path_loss_spread_db=c.path_loss_spread_db,
+                fading=c.fading,
+                coherence_time_s=c.coherence_time_s,
+                max_delay_samples=c.max_delay_samples,
+                noise_power=noise,
+            ),
+        )
+    )
+    clients = [air.radio(f"client{k}") for k in range(n_clients)]
+    protocol = OverTheAirRound(clients, air.radio("server"), c.sample_rate_hz, ota_settings(cfg))
+    return OverTheAirAggregator(protocol)
+
+
+def warn_if_round_outlasts_coherence(cfg: ExperimentConfig, n_values: int, n_clients: int, console: Console) -> None:
+    """Block fading redraws the channel every coherence time: a longer round sends on stale CSI."""
+    o = cfg.ota
+    sounding = SoundingLayout(n_clients, o.sounding_cp, o.sounding_min_shift, o.sounding_min_length).burst_length
+    payload = o.preamble_length + symbol_count(n_values)
+    round_samples = sounding + payload + o.lead_samples + cfg.channel.max_delay_samples
+    coherence = cfg.channel.coherence_time_s * cfg.channel.sample_rate_hz
+    if cfg.channel.fading == "rayleigh" and round_samples > coherence:
+        console.print(
+            f"[yellow]warning:[/] one round lasts {round_samples:,} samples but the channel changes every "
+            f"{coherence:,.0f} samples (channel.coherence_time_s): the payload will be sent on stale channel "
+            "estimates; raise channel.coherence_time_s or channel.sample_rate_hz for a block-fading experiment"
+        )
+
+
+def make_aggregator(cfg: ExperimentConfig, n_clients: int, n_values: int, console: Console) -> Aggregator:
+    """The aggregator of `cfg.aggregation.kind`, warning about physically doubtful set-ups."""
+    if cfg.aggregation.kind == "ideal":
+        return IdealAggregator()
+    warn_if_round_outlasts_coherence(cfg, n_values, n_clients, console)
+    return loopback_aggregator(cfg, n_clients)

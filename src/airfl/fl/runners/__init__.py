@@ -1,0 +1,1 @@
+"""One runner per algorithm family: each turns a validated config into rounds on a RunDirectory."""
