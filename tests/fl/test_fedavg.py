@@ -5,11 +5,11 @@ from airfl.fl.experiment import run_experiment
 
 
 def test_short_over_the_air_run_learns_and_tracks_baseline(tmp_path):
-    cfg = validate_config({"seed": 0, "rounds": 8, "channel": {"snr_db": 20}})
+    cfg = validate_config({"seed": 0, "rounds": 10, "train": {"lr": 0.1}, "channel": {"snr_db": 20}})
     summary = run_experiment(cfg, tmp_path, progress=False)
     acc, base = summary["final"]["accuracy"], summary["baseline"]["accuracy"]
-    assert acc > 0.6, f"accuracy {acc} should be far above chance (0.1)"
-    assert abs(base - acc) < 0.05
+    assert acc > 0.8, f"accuracy {acc} should be far above chance (0.1)"
+    assert abs(base - acc) < 0.03
     agg = summary["aggregation"]
     assert abs(agg["nmse_db_mean"] - agg["nmse_db_theory"]) < 1.0
 

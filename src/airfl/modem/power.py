@@ -1,7 +1,7 @@
 """Common-scale normalisation and truncated channel inversion.
 
 Normalisation: analog aggregation only sums linearly if every client uses the *same* scale. Each
-client reports two scalars over the control plane (mean and mean square of its update); the server
+client reports two scalars over the control plane (mean and variance of its update); the server
 broadcasts one offset and one scale; client k then transmits w_k*(g_k - offset)/scale, whose complex
 symbols have mean power <= 1 for every client (= 1 for the client that sets the scale).
 
@@ -20,10 +20,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class UpdateStatistics:
-    """The control-plane report of one client: mean and mean square of its update's entries."""
+    """The control-plane report of one client: mean and variance of its update's entries.
+
+    The variance (not the mean square) travels so the server never subtracts two large numbers:
+    E[(g - offset)^2] = variance + (mean - offset)^2 stays accurate when |mean| >> spread.
+    """
 
     mean: float
-    mean_square: float
+    variance: float
     n_values: int
 
 
@@ -38,7 +42,7 @@ class CommonScale:
 def update_statistics(update: np.ndarray) -> UpdateStatistics:
     """The two scalars a client reports about its update (finite input assumed)."""
     g = np.asarray(update, dtype=np.float64)
-    return UpdateStatistics(mean=float(g.mean()), mean_square=float(np.mean(g * g)), n_values=g.size)
+    return UpdateStatistics(mean=float(g.mean()), variance=float(g.var()), n_values=g.size)
 
 
 def common_scale(stats: list[UpdateStatistics], weights: np.ndarray) -> CommonScale:
@@ -52,9 +56,9 @@ def common_scale(stats: list[UpdateStatistics], weights: np.ndarray) -> CommonSc
         raise ValueError("common_scale needs at least one client")
     w = np.asarray(weights, dtype=np.float64)
     means = np.array([s.mean for s in stats])
-    squares = np.array([s.mean_square for s in stats])
+    variances = np.array([s.variance for s in stats])
     offset = float(np.dot(w, means) / w.sum())
-    centred_ms = squares - 2.0 * offset * means + offset * offset  # E[(g_k - offset)^2]
+    centred_ms = variances + (means - offset) ** 2  # E[(g_k - offset)^2]
     worst = float(np.max(w * w * np.maximum(centred_ms, 0.0)))
     scale = float(np.sqrt(2.0 * worst))
     if not scale > 0:

@@ -20,10 +20,11 @@ def zadoff_chu(length: int, root: int) -> np.ndarray:
         raise ValueError(f"Zadoff-Chu length must be an odd integer >= 3, got {length}")
     if not 0 < root < length or gcd(root, length) != 1:
         raise ValueError(f"Zadoff-Chu root must be in 1..{length - 1} and coprime with {length}, got {root}")
-    n = np.arange(length, dtype=np.float64)
-    # Reduce the phase modulo 2*length before scaling: keeps full precision for long sequences.
-    phase = np.mod(root * n * (n + 1), 2 * length)
-    return np.exp(-1j * np.pi * phase / length)
+    n = np.arange(length, dtype=np.int64)
+    # Exact integer phase modulo 2*length (float64 would round root*n*(n+1) past 2^53).
+    two_n = 2 * length
+    phase = ((n * (n + 1)) % two_n * (root % two_n)) % two_n
+    return np.exp(-1j * np.pi * phase.astype(np.float64) / length)
 
 
 def is_prime(n: int) -> bool:

@@ -58,8 +58,12 @@ def stable_id(name: str) -> int:
 
 
 def seeded_rng(seed: int, *words: int) -> np.random.Generator:
-    """A generator determined by the air seed and a tuple of integers (link ids, block index...)."""
-    return np.random.default_rng(np.random.SeedSequence([seed, *words]))
+    """A generator determined by the air seed and a tuple of integers (link ids, block index...).
+
+    A constant non-zero last word is appended because SeedSequence ignores trailing zeros
+    (SeedSequence([1, 0]) == SeedSequence([1])): block 0 must not share a stream with its tag.
+    """
+    return np.random.default_rng(np.random.SeedSequence([seed, *words, 0x5EED]))
 
 
 _TAG_STATIC = 1

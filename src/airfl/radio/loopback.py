@@ -66,10 +66,10 @@ class LoopbackAir:
         return self._now
 
     def radio(self, name: str) -> LoopbackRadio:
-        """The radio called `name` on this air, created on first use."""
+        """The radio called `name` on this air, created on first use (or anew after close())."""
         if not name:
             raise ValueError("a loopback radio needs a non-empty name, e.g. 'client0' or 'server'")
-        if name not in self._radios:
+        if name not in self._radios or self._radios[name].closed:
             self._radios[name] = LoopbackRadio(self, name)
         return self._radios[name]
 
@@ -187,6 +187,10 @@ class LoopbackRadio:
 
     def close(self) -> None:
         self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def _check_open(self) -> None:
         if self._closed:
