@@ -47,3 +47,14 @@ def test_console_script_runs_and_reports_bad_key(tmp_path):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "run" in capsys.readouterr().out
+
+
+def test_devices_lists_radios_or_says_none(capsys):
+    """`airfl devices` never fails for want of hardware: it lists devices or notices, as JSON too."""
+    import json
+
+    assert main(["devices", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert isinstance(listing, list)
+    for entry in listing:
+        assert {"backend", "uri", "hardware_time", "cyclic_only", "full_duplex", "notice"} <= set(entry)

@@ -7,7 +7,11 @@ a traceback means a bug in airfl.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -37,6 +41,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence what C libraries print on file descriptor 2 (SoapySDR's module scan loads audio
+    drivers that complain about a missing sound card); Python's own errors still show."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from airfl.radio.discovery import describe, list_devices
+
+    with _quiet_native_stderr():
+        devices = list_devices()
+    if args.json:
+        print(json.dumps([d.to_dict() for d in devices], indent=2))
+    else:
+        print(describe(devices))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="airfl", description="Over-the-air federated learning on real SDRs or the loopback air."
@@ -48,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default: runs/NAME)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
     run.set_defaults(func=_cmd_run)
+    devices = sub.add_parser("devices", help="list the radios this machine can see and what each can do")
+    devices.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    devices.set_defaults(func=_cmd_devices)
     return parser
 
 

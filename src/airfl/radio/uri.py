@@ -2,16 +2,33 @@
 
     loopback://AIR/RADIO      an emulated radio called RADIO on the in-process air called AIR
                               (e.g. loopback://bench/client3; the air is created on first use)
+    pluto://usb:BUS.DEV.IF    an ADALM-Pluto through pyadi-iio, e.g. pluto://usb:1.2.5
+    pluto://ip:ADDRESS        e.g. pluto://ip:192.168.2.1
+    soapy://KEY=VALUE,...     a SoapySDR device by its device arguments, e.g. soapy://driver=uhd,serial=30F1234
 
-Hardware schemes (pluto://, soapy://) are added by their backends.
+Hardware URIs take backend options as a query, named like the fields of `PlutoOptions` /
+`SoapyOptions`: pluto://ip:192.168.2.1?xo_correction_hz=39999535, soapy://driver=uhd?external_reference=true.
+The driver libraries are imported only when such a radio is opened.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar, Union
+from urllib.parse import parse_qsl, urlsplit
 
 from airfl.radio.base import Radio
 from airfl.radio.loopback import AirConfig, LoopbackAir
+from airfl.radio.pluto import PlutoOptions, PlutoRadio, iio_uri_from_pluto
+from airfl.radio.soapy import SoapyOptions, SoapyRadio, parse_device_args
+
+_T = TypeVar("_T")
+
+ACCEPTED_FORMS = (
+    "loopback://AIR/RADIO, pluto://usb:BUS.DEV.IF, pluto://ip:ADDRESS or soapy://driver=NAME,KEY=VALUE..."
+)
 
 _AIRS: dict[str, LoopbackAir] = {}
 
@@ -40,6 +57,53 @@ def open_radio(uri: str) -> Radio:
                 f"loopback URI {uri!r} must name one radio: loopback://AIR/RADIO, e.g. loopback://bench/client0"
             )
         return loopback_air(air_name).radio(radio_name)
-    raise ValueError(
-        f"unknown radio URI {uri!r}: use loopback://AIR/RADIO"
-    )
+    if scheme == "pluto":
+        return PlutoRadio(iio_uri_from_pluto(uri), parse_options(PlutoOptions, parts.query, uri))
+    if scheme == "soapy":
+        # Split by hand: device arguments may hold characters urlsplit treats specially.
+        body = uri.split("://", 1)[1]
+        args_text, _, query = body.partition("?")
+        args = parse_device_args(args_text)
+        if not args:
+            raise ValueError(f"soapy URI {uri!r} names no device: use soapy://driver=NAME[,serial=...]")
+        return SoapyRadio(args, parse_options(SoapyOptions, query, uri))
+    raise ValueError(f"unknown radio URI {uri!r}: use {ACCEPTED_FORMS}")
+
+
+def parse_options(cls: type[_T], query: str, uri: str = "") -> _T:
+    """Build the options dataclass `cls` from a URI query (``a=1&b=true``), converting by field type."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if key not in names:
+            raise ValueError(f"unknown option {key!r} in radio URI {uri!r}; known options: {', '.join(sorted(names))}")
+        values[key] = _convert(raw, hints[key], key, uri)
+    return cls(**values)
+
+
+def _convert(raw: str, hint: Any, key: str, uri: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if raw.lower() in ("", "none", "null"):
+            return None
+        hint = args[0]
+    try:
+        if hint is bool:
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"not a boolean: {raw!r}")
+        if hint is int:
+            value = float(raw)
+            if not value.is_integer():
+                raise ValueError(f"not an integer: {raw!r}")
+            return int(value)
+        if hint is float:
+            return float(raw)
+        return raw
+    except ValueError as exc:
+        raise ValueError(f"option {key}={raw!r} in radio URI {uri!r}: {exc}") from exc
