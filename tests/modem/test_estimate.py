@@ -51,7 +51,7 @@ def test_noise_free_exact_recovery(k):
 
 def test_every_delay_in_the_cyclic_prefix_is_resolved():
     """Each delay 0..cp for a lone client is found exactly (the cyclic prefix keeps it circular)."""
-    lay = SoundingLayout(1, cp=8, min_shift=12, min_length=31)
+    lay = SoundingLayout(1, cp=8, min_shift=14, min_length=31)
     for d in range(lay.cp + 1):
         est = estimate_channels(_received(lay, [0.3 - 0.7j], [d]), lay)
         assert est.delays[0] == d

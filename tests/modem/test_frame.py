@@ -40,7 +40,7 @@ def test_pilot_is_shifted_base_with_cyclic_prefix(client):
 
 def test_pilot_without_cyclic_prefix():
     """cp = 0 gives the bare shifted sequence."""
-    lay = SoundingLayout(2, cp=0, min_shift=8)
+    lay = SoundingLayout(2, cp=0, min_shift=8)  # cp + PRECURSOR + 4 <= 8
     np.testing.assert_array_equal(lay.pilot(1), np.roll(lay.base, lay.shift))
 
 
@@ -70,7 +70,7 @@ def test_pilot_client_index_checked(client):
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"n_clients": 0}, "n_clients"), ({"n_clients": 2, "cp": -1}, "cp"), ({"n_clients": 2, "cp": 16, "min_shift": 19}, "min_shift")],
+    [({"n_clients": 0}, "n_clients"), ({"n_clients": 2, "cp": -1}, "cp"), ({"n_clients": 2, "cp": 16, "min_shift": 21}, "min_shift")],
 )
 def test_sounding_validation(kwargs, match):
     """Layouts that could not be estimated (no clients, negative cp, no noise bins) are refused."""

@@ -107,7 +107,7 @@ class OverTheAirAggregator:
         )
         if result.estimate is None:
             return None, stats
-        exact = weighted_mean(updates, weights, result.participants)
+        exact = result.exact_target(updates)
         stats.nmse = _nmse(result.estimate, exact)
         denom = float(np.sum(exact**2))
         if result.error_variance_theory is not None and denom > 0:
@@ -116,5 +116,6 @@ class OverTheAirAggregator:
             "eta": result.eta,
             "noise_power": result.noise_power,
             "detection_metric": float(result.detection_metric or 0.0),
+            **{k: float(v) for k, v in result.diagnostics.items()},
         }
         return result.estimate, stats

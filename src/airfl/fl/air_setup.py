@@ -19,9 +19,28 @@ def noise_power_for_snr(snr_db: float, tx_power: float, path_loss_db: float) -> 
 def ota_settings(cfg: ExperimentConfig) -> OtaSettings:
     """The round protocol's knobs from the [ota] section."""
     o = cfg.ota
+    truncation = {"truncated": "fixed", "optimal": "optimal", "full": "full"}[o.power_control]
     return OtaSettings(
         tx_power=o.tx_power,
-        truncation_threshold_db=o.truncation_threshold_db if o.power_control == "truncated" else None,
+        waveform=o.waveform,
+        truncation=truncation,  # type: ignore[arg-type]
+        truncation_threshold_db=o.truncation_threshold_db,
+        sounding_repeats=o.sounding_repeats,
+        pilot_spacing=o.pilot_spacing,
+        ofdm_fft=o.ofdm_fft,
+        ofdm_cp=o.ofdm_cp,
+        ofdm_used=o.ofdm_used,
+        ofdm_pilot_every=o.ofdm_pilot_every,
+        acquisition=o.acquisition,
+        acquisition_length=o.acquisition_length,
+        quiet_samples=o.quiet_samples,
+        dac_peak=o.dac_peak,
+        peak_policy=o.peak_policy,
+        cfo_correction=o.cfo_correction,
+        timing_correction=o.timing_correction,
+        fractional_timing=o.fractional_timing,
+        dc_correction=o.dc_correction,
+        rx_iq_correction=o.rx_iq_correction,
         sounding_cp=o.sounding_cp,
         sounding_min_shift=o.sounding_min_shift,
         sounding_min_length=o.sounding_min_length,
@@ -64,9 +83,16 @@ def loopback_aggregator(cfg: ExperimentConfig, n_clients: int) -> OverTheAirAggr
 def warn_if_round_outlasts_coherence(cfg: ExperimentConfig, n_values: int, n_clients: int, console: Console) -> None:
     """Block fading redraws the channel every coherence time: a longer round sends on stale CSI."""
     o = cfg.ota
-    sounding = SoundingLayout(n_clients, o.sounding_cp, o.sounding_min_shift, o.sounding_min_length).burst_length
-    payload = o.preamble_length + symbol_count(n_values)
-    round_samples = sounding + payload + o.lead_samples + cfg.channel.max_delay_samples
+    sounding = SoundingLayout(
+        n_clients, o.sounding_cp, o.sounding_min_shift, o.sounding_min_length, o.sounding_repeats
+    ).burst_length
+    symbols = symbol_count(n_values)
+    if o.waveform == "ofdm":
+        n_data = o.ofdm_used - len(range(o.ofdm_pilot_every // 2, o.ofdm_used, o.ofdm_pilot_every))
+        payload = (1 + -(-symbols // n_data)) * (o.ofdm_fft + o.ofdm_cp)
+    else:
+        payload = o.preamble_length + symbols + (symbols // o.pilot_spacing + 1 if o.pilot_spacing else 0)
+    round_samples = o.quiet_samples + sounding + payload + 3 * o.lead_samples + cfg.channel.max_delay_samples
     coherence = cfg.channel.coherence_time_s * cfg.channel.sample_rate_hz
     if cfg.channel.fading == "rayleigh" and round_samples > coherence:
         console.print(

@@ -71,10 +71,29 @@ class OtaSection(_Section):
     """The round protocol (see airfl.fl.ota.OtaSettings for the meaning of each knob)."""
 
     tx_power: float = Field(0.1, gt=0, le=1, description="per-client power limit, full-scale units^2")
-    power_control: Literal["truncated", "full"] = Field(
-        "truncated", description="truncated channel inversion, or full inversion (every client transmits)"
+    power_control: Literal["truncated", "optimal", "full"] = Field(
+        "truncated",
+        description="truncated inversion at truncation_threshold_db, the threshold minimising predicted "
+        "noise plus truncation bias, or full inversion (every client transmits)",
     )
     truncation_threshold_db: float = Field(-10.0, ge=-60, le=20)
+    waveform: Literal["single_carrier", "ofdm"] = "single_carrier"
+    pilot_spacing: int = Field(32, ge=0, le=1_000_000, description="single carrier: data symbols per pilot")
+    sounding_repeats: int = Field(3, ge=1, le=16, description="pilot periods; >= 2 measures each client's CFO")
+    ofdm_fft: int = Field(64, ge=8, le=4096)
+    ofdm_cp: int = Field(16, ge=1, le=1024)
+    ofdm_used: int = Field(52, ge=2, le=4094)
+    ofdm_pilot_every: int = Field(13, ge=2, le=4096)
+    acquisition: Literal["first_round", "every_round", "off"] = "first_round"
+    acquisition_length: int = Field(256, ge=32, le=65536)
+    quiet_samples: int = Field(256, ge=0, le=1_000_000)
+    dac_peak: float = Field(1.0, gt=0, le=1.0, description="largest |x| a transmitter may send (full scale 1)")
+    peak_policy: Literal["backoff", "clip"] = "backoff"
+    cfo_correction: bool = True
+    timing_correction: bool = True
+    fractional_timing: bool = True
+    dc_correction: bool = True
+    rx_iq_correction: bool = False
     sounding_cp: int = Field(16, ge=0, le=4096)
     sounding_min_shift: int = Field(32, ge=4, le=65536)
     sounding_min_length: int = Field(127, ge=3, le=1_000_003)
@@ -88,10 +107,16 @@ class OtaSection(_Section):
     def _consistent(self) -> OtaSection:
         if self.preamble_length % 2 == 0:
             raise ValueError("ota.preamble_length must be odd (a Zadoff-Chu length)")
-        if self.sounding_min_shift < self.sounding_cp + 4:
-            raise ValueError("ota.sounding_min_shift must be at least ota.sounding_cp + 4 samples")
+        if self.sounding_min_shift < self.sounding_cp + 6:
+            raise ValueError("ota.sounding_min_shift must be at least ota.sounding_cp + 6 samples")
         if self.lead_samples <= self.guard_samples:
             raise ValueError("ota.lead_samples must exceed ota.guard_samples")
+        if self.ofdm_fft & (self.ofdm_fft - 1):
+            raise ValueError("ota.ofdm_fft must be a power of two")
+        if self.ofdm_used >= self.ofdm_fft or self.ofdm_used % 2:
+            raise ValueError("ota.ofdm_used must be even and smaller than ota.ofdm_fft")
+        if self.acquisition_length <= self.sounding_cp + 16:
+            raise ValueError("ota.acquisition_length must exceed ota.sounding_cp by more than 16 samples")
         return self
 
 

@@ -1,24 +1,37 @@
-"""The over-the-air round: sound, feed back, transmit together, receive.
+"""The over-the-air round: listen, acquire, sound, feed back, transmit together, receive.
 
 This is the one place that drives radios with the modem. One round, for the clients whose updates
-are finite:
-1. Sound: every client sends its cyclic-shift pilot at the same scheduled time t0; the server
-   estimates each client's gain h_k, delay d_k and the noise power.
-2. Feed back (control plane): truncated inversion picks the participants and their pre-equalisers
-   b_k; the aggregation weights are renormalised over the participants; clients' two scalars
-   (mean, mean square) give the common scale; each participant gets its timing advance d_k.
-3. Transmit together: participant k sends b_k*[preamble | symbols] at t1 - d_k, so all arrive at t1.
-4. Receive: detect the preamble, slice the payload, divide by sqrt(eta), de-normalise.
+are finite (times in samples of the server's clock; each step is scheduled after the previous one
+has been received and processed, as the control plane would):
 
-Rounds start on a frame grid (multiples of frame_period_s on the radio clock) so that, on an air
-with block fading aligned to the same grid, sounding and payload see the same channel when the
-round is shorter than the coherence time.
+0. Listen: the server captures a quiet interval: its DC offset and noise floor.
+1. Acquire (first round, or every round if asked): each client sends an unmodulated tone in its own
+   slot; the FFT peak gives its carrier frequency offset over the whole +-fs/2 range (coarse CFO).
+2. Sound: every client sends its cyclic-shift pilot (two periods) at t_s, advanced by its timing
+   advance and corrected by its current CFO estimate (an NCO whose phase is referred to t_s). The
+   server estimates each client's gain, integer and fractional delay, residual CFO and noise.
+3. Feed back (control plane): each client's CFO correction and timing advance are updated;
+   truncated inversion (threshold fixed, optimal, or none) picks who transmits (per subcarrier for
+   OFDM) and the pre-equalisers; weights are renormalised over the participants; the clients'
+   two scalars (mean, variance) give the common scale.
+4. Transmit together: participant k sends its pre-equalised frame (single carrier with pilots, or
+   OFDM), CFO-corrected, fractionally and integer advanced, so all arrive aligned at t_1. If any
+   burst would exceed the DAC's full scale, every pre-equaliser is scaled down together (eta too).
+5. Receive: detect the preamble, track the common phase with the pilots, divide by sqrt(eta),
+   de-normalise.
+
+Persistent state across rounds: each client's CFO correction and timing advance (so sample-clock
+drift and CFO drift are tracked), and the receiver's IQ-imbalance moments.
+
+Rounds start on a frame grid (multiples of frame_period_s) so that, on an air with block fading
+aligned to the same grid, the round sees one channel when it is shorter than the coherence time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -30,14 +43,25 @@ from airfl.modem import (
     client_burst,
     client_symbols,
     common_scale,
-    error_variance_per_value,
     estimate_channels,
     receive_sum,
     symbol_count,
     truncated_inversion,
     update_statistics,
 )
+from airfl.modem.aircomp import client_burst_ofdm, peak_clip_level, receive_sum_ofdm
+from airfl.modem.cfo import coarse_cfo, correct
+from airfl.modem.frame import PRECURSOR, OfdmAggregationLayout
+from airfl.modem.iq import FrontEndCorrection, estimate_dc
+from airfl.modem.ofdm import OfdmLayout
+from airfl.modem.power import normalise, optimal_threshold, predicted_error
+from airfl.modem.timing import PAD, fractional_delay
+from airfl.modem.tracking import CfoTracker, residual_cfo_variance
 from airfl.radio import Radio
+
+Waveform = Literal["single_carrier", "ofdm"]
+Truncation = Literal["fixed", "optimal", "full"]
+Acquisition = Literal["first_round", "every_round", "off"]
 
 
 @dataclass(frozen=True)
@@ -45,26 +69,59 @@ class OtaSettings:
     """Knobs of the round protocol (samples are at the radios' sample rate).
 
     tx_power: per-client transmit power limit P (full-scale units squared per complex sample).
-    truncation_threshold_db: a client stays silent when |h_k|^2 is below this many dB relative to
-        the mean |h|^2 of the clients sounded this round; None means full inversion (all transmit).
-    sounding_cp / sounding_min_shift / sounding_min_length: pilot layout (see modem.frame).
-    preamble_length: Zadoff-Chu preamble of the aggregation frame (samples, odd).
+    waveform: "single_carrier" (flat channels) or "ofdm" (per-subcarrier pre-equalisation).
+    truncation: "fixed" (silent below truncation_threshold_db relative to the mean |h|^2 of the
+        clients sounded this round), "optimal" (threshold minimising predicted noise + truncation
+        bias) or "full" (full inversion, everybody transmits).
+    truncation_threshold_db: see truncation; None is the same as truncation="full".
+    sounding_cp / sounding_min_shift / sounding_min_length / sounding_repeats: pilot layout
+        (modem.frame); two or more repeats measure each client's residual CFO.
+    preamble_length: Zadoff-Chu preamble of the single-carrier frame (samples, odd).
+    pilot_spacing: single carrier: a pilot before every this many data symbols (0: none).
+    ofdm_fft / ofdm_cp / ofdm_used / ofdm_pilot_every: OFDM numerology (modem.ofdm).
+    acquisition / acquisition_length: coarse CFO tones (samples per client slot).
+    quiet_samples: quiet interval for the DC offset and noise floor (0: skip).
     guard_samples: extra samples the receiver captures on each side of the aggregation frame.
-    lead_samples: scheduling margin between now and the next burst (processing time).
+    lead_samples: scheduling margin between steps (processing time, samples).
     frame_period_s: rounds start at multiples of this on the radio clock (s).
     false_alarm_probability: preamble detection threshold, per lag, on noise alone.
+    dac_peak: largest |x| a transmitter may send (full scale = 1); bursts that would still exceed
+        it are scaled down, all together (eta with them).
+    peak_policy: "clip" limits each normalised value so a single-carrier burst cannot exceed
+        dac_peak (a few outliers are clipped, counted in diagnostics["clipped_values"]); "backoff"
+        sends every value and scales all bursts down instead (costs SNR when updates have heavy tails).
+    cfo_correction / timing_correction / fractional_timing / dc_correction / rx_iq_correction:
+        switch each correction (tests switch them off to show what goes wrong without them).
     """
 
     tx_power: float = 0.1
+    waveform: Waveform = "single_carrier"
+    truncation: Truncation = "fixed"
     truncation_threshold_db: float | None = -10.0
     sounding_cp: int = 16
     sounding_min_shift: int = 32
     sounding_min_length: int = 127
+    sounding_repeats: int = 3
     preamble_length: int = 127
+    pilot_spacing: int = 32
+    ofdm_fft: int = 64
+    ofdm_cp: int = 16
+    ofdm_used: int = 52
+    ofdm_pilot_every: int = 13
+    acquisition: Acquisition = "first_round"
+    acquisition_length: int = 256
+    quiet_samples: int = 256
     guard_samples: int = 32
     lead_samples: int = 64
     frame_period_s: float = 0.02
     false_alarm_probability: float = 1e-6
+    dac_peak: float = 1.0
+    peak_policy: Literal["clip", "backoff"] = "backoff"
+    cfo_correction: bool = True
+    timing_correction: bool = True
+    fractional_timing: bool = True
+    dc_correction: bool = True
+    rx_iq_correction: bool = False
 
 
 @dataclass
@@ -85,6 +142,21 @@ class RoundResult:
     alignment: complex | None = None
     failure: str | None = None
     timing: dict[str, int] = field(default_factory=dict)
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    client_cfo_hz: dict[int, float] = field(default_factory=dict)
+    client_delay: dict[int, float] = field(default_factory=dict)
+    value_weights: np.ndarray | None = None  # (clients, n_values) OFDM: weight of each client per value
+
+    def exact_target(self, updates: Sequence[np.ndarray]) -> np.ndarray:
+        """The exact aggregate this round's estimate stands for: per value, the weighted mean over
+        the clients that carried it (all participants on single carrier)."""
+        if self.value_weights is None:
+            return sum(self.weights[k] * np.asarray(updates[k], dtype=np.float64) for k in self.participants)
+        stacked = np.stack([np.asarray(updates[k], dtype=np.float64) for k in self.participants])
+        vw = self.value_weights[self.participants]
+        total = vw.sum(axis=0)
+        safe = np.where(total > 0, total, 1.0)
+        return np.where(total > 0, (vw * stacked).sum(axis=0) / safe, 0.0)
 
 
 def split_finite(updates: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
@@ -94,6 +166,18 @@ def split_finite(updates: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
     for k, g in enumerate(updates):
         (ok if np.all(np.isfinite(g)) else bad).append(k)
     return ok, bad
+
+
+def _aligned_taps(est: ChannelEstimates, length: int) -> np.ndarray:
+    """Each client's taps re-referenced to its own integer delay: column i is lag i - PRECURSOR."""
+    k, width = est.taps.shape
+    out = np.zeros((k, length), dtype=np.complex128)
+    for j in range(k):
+        first = int(est.delays[j])  # taps index of lag (delay - PRECURSOR)
+        seg = est.taps[j, max(first, 0) : first + length]
+        offset = max(-first, 0)
+        out[j, offset : offset + len(seg)] = seg[: length - offset]
+    return out
 
 
 class OverTheAirRound:
@@ -109,9 +193,54 @@ class OverTheAirRound:
         self.sample_rate_hz = sample_rate_hz
         self.settings = settings or OtaSettings()
         self.frame_period = max(1, int(round(self.settings.frame_period_s * sample_rate_hz)))
+        n = len(self.clients)
+        self.cfo = np.zeros(n)  # each client's CFO correction in use (cycles/sample)
+        self.tracker = CfoTracker(n)
+        self.acquired = np.zeros(n, dtype=bool)
+        self.advance = np.zeros(n, dtype=np.int64)  # each client's timing advance at sounding (samples)
+        self.target_lag = self.settings.sounding_cp // 2 if self.settings.timing_correction else 0
+        self._iq_moments = np.zeros(2, dtype=np.complex128)  # running E[y^2], E[|y|^2]
+        self.ofdm = OfdmLayout(
+            self.settings.ofdm_fft, self.settings.ofdm_cp, self.settings.ofdm_used, self.settings.ofdm_pilot_every
+        )
 
     def _next_frame(self, earliest: int) -> int:
         return -(-earliest // self.frame_period) * self.frame_period
+
+    # -- steps ------------------------------------------------------------------------------
+    def _listen(self, t: int) -> FrontEndCorrection:
+        s = self.settings
+        if s.quiet_samples < 2 or not s.dc_correction:
+            return FrontEndCorrection()
+        dc, _ = estimate_dc(self.server.receive(s.quiet_samples, t))
+        return FrontEndCorrection(dc=dc)
+
+    def _acquire(self, t: int, clients: list[int], fe: FrontEndCorrection) -> int:
+        """Coarse CFO of `clients` from tones in their own slots; returns the samples used."""
+        s = self.settings
+        slot = s.acquisition_length + s.sounding_cp
+        amp = float(np.sqrt(s.tx_power))
+        for j, k in enumerate(clients):
+            tone = np.full(s.acquisition_length, amp, dtype=np.complex128)
+            self.clients[k].transmit(tone, t + j * slot - int(self.advance[k]))
+        window = fe.apply(self.server.receive(len(clients) * slot + s.sounding_cp, t))
+        span = s.acquisition_length - s.sounding_cp
+        offsets = np.zeros(len(clients))
+        for j, k in enumerate(clients):
+            lo = j * slot + s.sounding_cp
+            offsets[j] = coarse_cfo(window[lo : lo + span])
+            self.acquired[k] = True
+        # the coarse estimate is good to a small fraction of an FFT bin (1/span cycles/sample)
+        self.tracker.set(clients, offsets, np.full(len(clients), (0.1 / span) ** 2), t / self.sample_rate_hz)
+        return len(clients) * slot
+
+    def _update_iq(self, samples: np.ndarray, fe: FrontEndCorrection) -> FrontEndCorrection:
+        if not self.settings.rx_iq_correction:
+            return fe
+        y = samples - fe.dc
+        self._iq_moments += np.array([np.sum(y * y), np.sum(np.abs(y) ** 2)])
+        beta = self._iq_moments[0] / (2 * self._iq_moments[1].real) if self._iq_moments[1].real > 0 else 0j
+        return FrontEndCorrection(dc=fe.dc, beta=complex(beta))
 
     def run(self, updates: Sequence[np.ndarray], weights: Sequence[float]) -> RoundResult:
         """One round over all clients; updates[k] goes through self.clients[k]."""
@@ -127,32 +256,92 @@ class OverTheAirRound:
         if any(np.asarray(g).size != n_values for g in updates):
             raise ValueError("every client's update must have the same length; nothing was transmitted")
         valid, rejected = split_finite(updates)
-        empty = RoundResult(None, np.zeros(len(updates)), [], rejected, [], 0.0, 0.0, None, None, 0)
+        result = RoundResult(None, np.zeros(len(updates)), [], rejected, [], 0.0, 0.0, None, None, 0)
         if not valid:
-            empty.failure = "every update was non-finite; nothing was transmitted"
-            return empty
+            result.failure = "every update was non-finite; nothing was transmitted"
+            return result
 
-        # 1. Sound.
-        sounding = SoundingLayout(len(valid), s.sounding_cp, s.sounding_min_shift, s.sounding_min_length)
+        # 0-1. Listen, acquire.
         amp = float(np.sqrt(s.tx_power))
-        t0 = self._next_frame(self.server.now() + s.lead_samples)
-        for j, k in enumerate(valid):
-            self.clients[k].transmit(sounding.pilot(j, amp), t0)
-        est = estimate_channels(self.server.receive(sounding.burst_length, t0), sounding, amp)
+        max_adv = int(max(self.advance[valid].max(), 0))
+        t = self._next_frame(self.server.now() + s.lead_samples + max_adv)
+        round_start = t
+        fe = self._listen(t)
+        t += max(s.quiet_samples, 0) + s.lead_samples
+        need = [k for k in valid if s.cfo_correction and (s.acquisition == "every_round" or
+                (s.acquisition == "first_round" and not self.acquired[k]))]
+        if need:
+            used = self._acquire(t + max_adv, need, fe)
+            result.airtime_samples += used
+            t += used + s.lead_samples + max_adv
 
-        # 2. Feed back: who transmits, pre-equalisers, weights, common scale, timing advance.
-        gain2 = np.abs(est.gains) ** 2
-        if s.truncation_threshold_db is None:
+        # 2. Sound (CFO-corrected, advanced); NCO phases are referred to t_s.
+        sounding = SoundingLayout(
+            len(valid), s.sounding_cp, s.sounding_min_shift, s.sounding_min_length, s.sounding_repeats
+        )
+        t_s = t + max_adv
+        if s.cfo_correction:
+            self.cfo[valid] = self.tracker.predict(valid, t_s / self.sample_rate_hz)
+        applied = self.cfo[valid].copy()
+        for j, k in enumerate(valid):
+            pilot = sounding.pilot(j, amp)
+            start = t_s - int(self.advance[k])
+            self.clients[k].transmit(correct(pilot, self.cfo[k], start - t_s), start)
+        raw = self.server.receive(sounding.burst_length, t_s)
+        fe = self._update_iq(raw, fe)
+        est = estimate_channels(fe.apply(raw), sounding, amp)
+        result.airtime_samples += sounding.burst_length
+        result.channels = est
+        result.noise_power = est.noise_power
+
+        # 3. Feed back: CFO, timing advance, power control, weights, common scale.
+        if s.cfo_correction:
+            snr = s.tx_power * np.abs(est.gains) ** 2 / max(est.noise_power, 1e-30)
+            variance = residual_cfo_variance(sounding.length, s.sounding_repeats, snr)
+            self.cfo[valid] = self.tracker.update(valid, applied + est.cfo, variance)
+        arrival = {k: int(self.advance[k]) + int(est.delays[j]) for j, k in enumerate(valid)}
+        frac = {k: float(est.fractional[j]) for j, k in enumerate(valid)}
+        if s.timing_correction:
+            for k in valid:
+                self.advance[k] = arrival[k] - self.target_lag
+        result.client_cfo_hz = {k: float(self.cfo[k] * self.sample_rate_hz) for k in valid}
+        result.client_delay = {k: arrival[k] + frac[k] for k in valid}
+
+        ofdm = s.waveform == "ofdm"
+        if ofdm:
+            channel = self.ofdm.channel_response(_aligned_taps(est, self.ofdm.cp), PRECURSOR)
+            n_fft = self.ofdm.n_fft
+        else:
+            channel = est.gains
+            n_fft = 1
+        gain2 = np.abs(channel) ** 2
+        w_valid = w_all[valid] / w_all[valid].sum()
+        scale_all = common_scale([update_statistics(updates[k]) for k in valid], w_valid)
+        spread = float(np.mean([np.var(np.asarray(updates[k], dtype=np.float64)) for k in valid]))
+        if s.truncation == "full" or s.truncation_threshold_db is None:
             threshold = 0.0
+        elif s.truncation == "optimal":
+            threshold = optimal_threshold(
+                gain2, w_valid, s.tx_power, est.noise_power, scale_all.scale, spread, n_fft
+            )
         else:
             threshold = float(np.mean(gain2)) * 10.0 ** (s.truncation_threshold_db / 10.0)
-        pc = truncated_inversion(est.gains, s.tx_power, threshold)
-        active = [k for j, k in enumerate(valid) if pc.active[j]]
-        truncated = [k for j, k in enumerate(valid) if not pc.active[j]]
-        airtime = sounding.burst_length
-        result = RoundResult(
-            None, np.zeros(len(updates)), active, rejected, truncated, pc.eta, est.noise_power, None, est, airtime
+        pc = truncated_inversion(channel, s.tx_power, threshold, n_fft)
+        noise_err, bias_err = predicted_error(
+            gain2, w_valid, s.tx_power, est.noise_power, scale_all.scale, spread, threshold, n_fft
         )
+        result.diagnostics.update(
+            threshold_rel_db=float(10 * np.log10(threshold / np.mean(gain2))) if threshold > 0 else float("-inf"),
+            predicted_noise=noise_err,
+            predicted_bias=bias_err,
+            dc_dbfs=float(20 * np.log10(abs(fe.dc))) if fe.dc else float("-inf"),
+            image_rejection_db=fe.image_rejection_db,
+        )
+        participants = pc.participants
+        active = [k for j, k in enumerate(valid) if participants[j]]
+        result.participants = active
+        result.truncated = [k for j, k in enumerate(valid) if not participants[j]]
+        result.eta = pc.eta
         if not active:
             result.failure = "every client was in a deep fade (below the truncation threshold); nobody transmitted"
             return result
@@ -163,29 +352,100 @@ class OverTheAirRound:
         w[active] = w_all[active] / w_all[active].sum()
         result.weights = w
         scale = common_scale([update_statistics(updates[k]) for k in active], w[active])
-        layout = AggregationLayout(symbol_count(n_values), s.preamble_length)
+        n_symbols = symbol_count(n_values)
+        clip = peak_clip_level(s.tx_power, s.dac_peak) if s.peak_policy == "clip" else None
+        clipped = 0
+        for k in active:
+            if clip is not None:
+                clipped += int(np.sum(np.abs(normalise(updates[k], float(w[k]), scale)) > clip))
+        result.diagnostics["clipped_values"] = float(clipped)
 
-        # 3. Transmit together, each participant advanced by its own delay.
-        delays = {k: int(est.delays[j]) for j, k in enumerate(valid)}
-        t1 = t0 + sounding.burst_length + s.lead_samples + max(delays[k] for k in active)
-        for j, k in enumerate(valid):
-            if pc.active[j]:
-                symbols = client_symbols(updates[k], float(w[k]), scale)
-                self.clients[k].transmit(client_burst(symbols, pc.precoders[j], layout), t1 - delays[k])
-        result.airtime_samples += layout.burst_length
-        result.timing = {"sounding_at": t0, "payload_at": t1}
+        # 4. Build every participant's burst, then limit the peak, then transmit together.
+        jobs: list[tuple[int, np.ndarray, int]] = []  # (client, samples, offset before t_1)
+        if ofdm:
+            layout_o = OfdmAggregationLayout(n_symbols, self.ofdm)
+            for j, k in enumerate(valid):
+                if participants[j]:
+                    burst = client_burst_ofdm(client_symbols(updates[k], float(w[k]), scale, clip), pc.precoders[j], layout_o)
+                    jobs.append((k, burst, 0))
+            frame_length = layout_o.burst_length
+        else:
+            layout = AggregationLayout(n_symbols, s.preamble_length, s.pilot_spacing)
+            for j, k in enumerate(valid):
+                if participants[j]:
+                    burst = client_burst(client_symbols(updates[k], float(w[k]), scale, clip), pc.precoders[j], layout)
+                    if s.fractional_timing and s.timing_correction:
+                        jobs.append((k, fractional_delay(burst, -frac[k]), PAD))
+                    else:
+                        jobs.append((k, burst, 0))
+            frame_length = layout.burst_length
+        t_1 = t_s + sounding.burst_length + s.lead_samples + max(
+            [arrival[k] - self.target_lag for k in active] + [0]
+        ) + PAD
+        lead = {k: (arrival[k] if s.timing_correction else self.target_lag) for k in active}
+        peak = max(float(np.max(np.abs(x))) for _, x, _ in jobs)
+        backoff = min(1.0, s.dac_peak / peak) if peak > 0 else 1.0
+        eta = pc.eta * backoff**2
+        result.eta = eta
+        result.diagnostics["papr_backoff_db"] = float(-20 * np.log10(backoff))
+        change = {k: float(self.cfo[k] - applied[j]) for j, k in enumerate(valid)}
+        for k, x, pad in jobs:
+            start = t_1 - lead[k] - pad
+            samples = x * backoff
+            if s.cfo_correction:
+                # NCO phase is referred to t_s at the transmitter; the sounding saw the old correction
+                # through the link's lag T_k, so the changed one needs exp(-j 2 pi change T_k) on top.
+                samples = correct(samples, self.cfo[k], start - t_s) * np.exp(
+                    -2j * np.pi * change[k] * result.client_delay[k]
+                )
+            self.clients[k].transmit(samples, start)
+        result.airtime_samples += frame_length
+        result.timing = {"sounding_at": t_s, "payload_at": t_1}
+        result.diagnostics["round_samples"] = float(t_1 + frame_length - round_start)
 
-        # 4. Receive.
-        window = self.server.receive(layout.burst_length + 2 * s.guard_samples, t1 - s.guard_samples)
+        # 5. Receive.
+        window = self.server.receive(frame_length + 2 * s.guard_samples, t_1 - s.guard_samples)
+        window = fe.apply(window)
         try:
-            estimate, report = receive_sum(
-                window, layout, pc.eta, scale, n_values, 1.0, len(active), s.false_alarm_probability
-            )
+            if ofdm:
+                active_f = pc.active[participants]  # (n_active, n_used)
+                w_act = w[active]
+                carrier_w = (w_act[:, None] * active_f).sum(axis=0)
+                carrier_n = active_f.sum(axis=0)
+                estimate, report = receive_sum_ofdm(
+                    window, layout_o, eta, scale, n_values, carrier_w, carrier_n, s.false_alarm_probability
+                )
+                result.value_weights = self._value_weights(pc.active, valid, w, n_values)
+                data_w = carrier_w[self.ofdm.data_slots]
+                inv_w2 = np.where(data_w > 0, 1.0 / np.where(data_w > 0, data_w, 1.0) ** 2, 0.0).mean()
+            else:
+                estimate, report = receive_sum(
+                    window, layout, eta, scale, n_values, 1.0, len(active), s.false_alarm_probability
+                )
+                inv_w2 = 1.0
         except FrameNotDetectedError as exc:
             result.failure = str(exc)
             return result
         result.estimate = estimate
         result.detection_metric = report.detection.metric
         result.alignment = report.alignment
-        result.error_variance_theory = error_variance_per_value(est.noise_power, pc.eta, scale)
+        result.error_variance_theory = est.noise_power / (2.0 * eta) * scale.scale**2 * inv_w2
+        result.diagnostics.update(
+            timing_error=float(report.detection.index - s.guard_samples),
+            residual_cfo_hz=float(report.residual_cfo * self.sample_rate_hz),
+            pilot_snr_db=float(report.pilot_snr_db),
+            lost_values=float(report.lost_values),
+        )
         return result
+
+    def _value_weights(self, active: np.ndarray, valid: list[int], w: np.ndarray, n_values: int) -> np.ndarray:
+        """(clients, n_values) weight of each client in each value (OFDM: 0 where it was silent)."""
+        o = self.ofdm
+        n_sym = symbol_count(n_values)
+        carrier_of_symbol = np.resize(np.arange(o.n_data), n_sym)
+        carrier_of_value = np.repeat(carrier_of_symbol, 2)[:n_values]
+        out = np.zeros((len(self.clients), n_values))
+        for j, k in enumerate(valid):
+            on = active[j][o.data_slots]
+            out[k] = w[k] * on[carrier_of_value]
+        return out

@@ -48,6 +48,7 @@ def aggregation_record(stats: AggregationStats) -> dict[str, Any]:
         "channel_uses": stats.channel_uses,
         "uplink_values": stats.uplink_values,
         "failure": stats.failure,
+        "ota": {k: (v if math.isfinite(v) else None) for k, v in stats.extra.items()},
     }
 
 

@@ -78,37 +78,109 @@ def denormalise(normalised_sum: np.ndarray, total_weight: float, scale: CommonSc
 
 @dataclass(frozen=True)
 class PowerControl:
-    """Feedback of one round: pre-equaliser per client, the common receive gain, who transmits."""
+    """Feedback of one round: pre-equalisers, the common receive gain, who transmits where.
 
-    precoders: np.ndarray  # complex b_k, 0 for silent clients
-    eta: float  # common receive power gain: participants arrive with amplitude sqrt(eta)
-    active: np.ndarray  # bool per client
+    precoders: complex b_k (single carrier, shape (K,)) or b_kf per used subcarrier (OFDM, (K, F));
+        0 where a client is silent.
+    eta: common receive power gain: every participant arrives with amplitude sqrt(eta).
+    active: bool, same shape as precoders.
+    threshold: the |h|^2 below which a client (or a client's subcarrier) stayed silent (linear).
+    """
+
+    precoders: np.ndarray
+    eta: float
+    active: np.ndarray
+    threshold: float = 0.0
+
+    @property
+    def participants(self) -> np.ndarray:
+        """Per client: transmits on at least one subcarrier."""
+        return self.active if self.active.ndim == 1 else self.active.any(axis=1)
 
     @property
     def n_active(self) -> int:
-        return int(self.active.sum())
+        return int(self.participants.sum())
+
+
+def _eta(gain2: np.ndarray, active: np.ndarray, tx_power: float, n_fft: int) -> float:
+    """Largest common gain every client can reach within power P: client k sends mean power
+    eta * sum_f(active/|h_kf|^2) / n_fft, so eta = P * n_fft / max_k sum_f(active/|h_kf|^2)."""
+    with np.errstate(divide="ignore"):
+        inverse = np.where(active, 1.0 / np.where(active, gain2, 1.0), 0.0)
+    load = inverse.sum(axis=1).max()
+    return float(tx_power * n_fft / load) if load > 0 else 0.0
 
 
 def truncated_inversion(
-    channels: np.ndarray, tx_power: float, threshold_gain: float
+    channels: np.ndarray, tx_power: float, threshold_gain: float, n_fft: int = 1
 ) -> PowerControl:
     """Truncated channel inversion.
 
-    channels: estimated complex gains h_k. tx_power: per-client power limit P (linear, per complex
-    sample, for unit-power symbols). threshold_gain: clients with |h_k|^2 < threshold_gain stay silent
-    (linear power gain; 0 means full inversion, everybody transmits).
+    channels: estimated complex gains h_k (shape (K,)) or per-subcarrier H_kf (shape (K, F)).
+    tx_power: per-client power limit P (linear, per complex time sample, for unit-power symbols).
+    threshold_gain: where |h|^2 < threshold_gain the client stays silent (linear power gain; 0 means
+        full inversion). n_fft: OFDM FFT size (time-domain power = sum_f |b_f|^2 / n_fft); 1 for
+        single carrier.
     """
     h = np.asarray(channels, dtype=np.complex128)
     if not tx_power > 0:
         raise ValueError(f"tx_power must be > 0, got {tx_power}")
-    gain2 = np.abs(h) ** 2
+    h2 = h[:, None] if h.ndim == 1 else h
+    gain2 = np.abs(h2) ** 2
     active = (gain2 >= threshold_gain) & (gain2 > 0)
-    if not active.any():
-        return PowerControl(np.zeros_like(h), 0.0, active)
-    eta = float(tx_power * gain2[active].min())
-    b = np.zeros_like(h)
-    b[active] = np.sqrt(eta) * np.conj(h[active]) / gain2[active]
-    return PowerControl(b, eta, active)
+    eta = _eta(gain2, active, tx_power, n_fft)
+    b = np.zeros_like(h2)
+    if eta > 0:
+        b[active] = np.sqrt(eta) * np.conj(h2[active]) / gain2[active]
+    if h.ndim == 1:
+        return PowerControl(b[:, 0], eta, active[:, 0], threshold_gain)
+    return PowerControl(b, eta, active, threshold_gain)
+
+
+def predicted_error(
+    gain2: np.ndarray, weights: np.ndarray, tx_power: float, noise_power: float, scale: float, spread: float,
+    threshold: float, n_fft: int = 1,
+) -> tuple[float, float]:
+    """Predicted mean squared error per real value of the aggregate for one truncation threshold.
+
+    Returns (noise part, truncation-bias part). On subcarrier f the participants' weights add up to
+    W_f; the receiver divides by W_f, so noise per value is scale^2*sigma^2/(2*eta*W_f^2), and the
+    clients left out shift the weighted mean: with independent client deviations of variance
+    `spread` per value, the bias is spread * (sum_{in}(w_k/W_f - w_k)^2 + sum_{out} w_k^2).
+    A subcarrier nobody transmits on loses its values: error = spread.
+    """
+    g2 = gain2[:, None] if gain2.ndim == 1 else gain2
+    w = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    active = (g2 >= threshold) & (g2 > 0)
+    eta = _eta(g2, active, tx_power, n_fft)
+    w_f = (w[:, None] * active).sum(axis=0)  # (F,)
+    covered = w_f > 0
+    if eta <= 0 or not covered.any():
+        return float("inf"), float(spread)
+    noise = np.where(covered, scale**2 * noise_power / (2 * eta * np.where(covered, w_f, 1.0) ** 2), 0.0)
+    share = np.where(active, w[:, None] / np.where(covered, w_f, 1.0)[None, :], 0.0)
+    bias = spread * (((share - w[:, None]) ** 2 * active).sum(axis=0) + ((w[:, None] ** 2) * ~active).sum(axis=0))
+    bias = np.where(covered, bias, spread)
+    return float(noise.mean()), float(bias.mean())
+
+
+def optimal_threshold(
+    gain2: np.ndarray, weights: np.ndarray, tx_power: float, noise_power: float, scale: float, spread: float,
+    n_fft: int = 1, candidates: int = 64,
+) -> float:
+    """The truncation threshold that minimises predicted noise plus truncation bias.
+
+    Broadband analog aggregation's trade-off: a high threshold silences deep fades (higher eta, less
+    noise) but leaves their contributions out (bias). Candidates: 0 (full inversion) and up to
+    `candidates` quantiles of the channel gains.
+    """
+    g = np.asarray(gain2, dtype=np.float64).ravel()
+    g = g[g > 0]
+    if g.size == 0:
+        return 0.0
+    cands = np.unique(np.concatenate([[0.0], np.quantile(g, np.linspace(0, 0.95, min(candidates, g.size)))]))
+    errors = [sum(predicted_error(gain2, weights, tx_power, noise_power, scale, spread, t, n_fft)) for t in cands]
+    return float(cands[int(np.argmin(errors))])
 
 
 def error_variance_per_value(noise_power: float, eta: float, scale: CommonScale) -> float:

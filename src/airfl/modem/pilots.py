@@ -1,0 +1,120 @@
+"""Pilots inside the single-carrier payload, and tracking of the common gain and phase with them.
+
+Every participant sends the same known pilot symbol every `spacing` data symbols, through its
+pre-equaliser, so the pilots add coherently: the receiver sees sqrt(eta) * n_active * pilot times
+whatever common error remains (its own oscillator's phase noise, a residual CFO shared by all,
+a gain error). Dividing each data symbol by that common gain, interpolated between pilots, removes
+it. Per-client errors cannot be seen in the sum and are not corrected here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from airfl.modem.sequences import zadoff_chu
+
+PILOT_SEQUENCE_ROOT = 5
+PILOT_SEQUENCE_LENGTH = 31
+
+
+def pilot_values(count: int) -> np.ndarray:
+    """`count` unit-modulus pilot symbols (a Zadoff-Chu sequence, cycled)."""
+    seq = zadoff_chu(PILOT_SEQUENCE_LENGTH, PILOT_SEQUENCE_ROOT)
+    return np.resize(seq, count)
+
+
+@dataclass(frozen=True)
+class PilotPattern:
+    """Positions of pilots in a payload of `n_data` symbols: one before every `spacing` data symbols
+    and one after the last, so every data symbol lies between two pilots. spacing=0: no pilots."""
+
+    n_data: int
+    spacing: int = 32
+
+    def __post_init__(self) -> None:
+        if self.n_data < 1:
+            raise ValueError(f"n_data must be >= 1, got {self.n_data}")
+        if self.spacing < 0:
+            raise ValueError(f"pilot spacing must be >= 0 symbols (0 = no pilots), got {self.spacing}")
+
+    @cached_property
+    def n_pilots(self) -> int:
+        return 0 if self.spacing == 0 else -(-self.n_data // self.spacing) + 1
+
+    @property
+    def length(self) -> int:
+        return self.n_data + self.n_pilots
+
+    @cached_property
+    def pilot_positions(self) -> np.ndarray:
+        if self.spacing == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.arange(self.n_pilots, dtype=np.int64) * (self.spacing + 1) - np.maximum(
+            0, np.arange(self.n_pilots) * (self.spacing + 1) - self.length + 1
+        )
+
+    @cached_property
+    def data_positions(self) -> np.ndarray:
+        mask = np.ones(self.length, dtype=bool)
+        mask[self.pilot_positions] = False
+        return np.flatnonzero(mask)
+
+    def insert(self, data: np.ndarray) -> np.ndarray:
+        """Data symbols -> payload with pilots in place."""
+        if len(data) != self.n_data:
+            raise ValueError(f"pilot pattern holds {self.n_data} data symbols, got {len(data)}")
+        out = np.empty(self.length, dtype=np.complex128)
+        out[self.data_positions] = data
+        out[self.pilot_positions] = pilot_values(self.n_pilots)
+        return out
+
+
+@dataclass(frozen=True)
+class CommonGainTrack:
+    """What pilot tracking measured: the common gain at each pilot (1 = no common error), the
+    residual common frequency (cycles/sample, from the phase slope), and the pilots' SNR (dB)."""
+
+    gains: np.ndarray
+    residual_cfo: float
+    snr_db: float
+
+
+def track_common_gain(
+    payload: np.ndarray, pattern: PilotPattern, data_gain: float, pilot_gain: float, smoothing: int = 16
+) -> tuple[np.ndarray, CommonGainTrack]:
+    """Undo the nominal receive gain and the common gain error measured on the pilots.
+
+    payload: received payload samples (pilots in place).
+    data_gain: nominal gain of the data, sqrt(eta) (every participant arrives with it).
+    pilot_gain: nominal gain of a pilot, sqrt(eta) * n_active (the participants' pilots add up).
+    smoothing: pilots averaged (moving average) before interpolation; phase noise is slow.
+    Returns the data symbols divided by data_gain and by the interpolated common error, and stats.
+    """
+    y = np.asarray(payload, dtype=np.complex128)
+    data = y[pattern.data_positions] / data_gain
+    expected = pilot_gain
+    if pattern.n_pilots == 0:
+        return data, CommonGainTrack(np.ones(0, dtype=np.complex128), 0.0, float("nan"))
+    raw = y[pattern.pilot_positions] / (expected * pilot_values(pattern.n_pilots))
+    width = max(1, min(smoothing, len(raw)))
+    kernel = np.ones(width) / width
+    padded = np.concatenate([np.full(width // 2, raw[0]), raw, np.full(width - 1 - width // 2, raw[-1])])
+    smooth = np.convolve(padded, kernel, mode="valid")
+    pos = pattern.pilot_positions.astype(np.float64)
+    where = pattern.data_positions.astype(np.float64)
+    gain = np.interp(where, pos, smooth.real) + 1j * np.interp(where, pos, smooth.imag)
+    corrected = data / gain
+    residual = raw - smooth
+    noise = float(np.mean(np.abs(residual) ** 2)) if len(raw) > width else float("nan")
+    signal = float(np.mean(np.abs(smooth) ** 2))
+    snr_db = 10 * np.log10(signal / noise) if noise and noise > 0 else float("inf")
+    if len(raw) >= 2:
+        phase = np.unwrap(np.angle(smooth))
+        slope = np.polyfit(pos, phase, 1)[0]
+        residual_cfo = float(slope / (2 * np.pi))
+    else:
+        residual_cfo = 0.0
+    return corrected, CommonGainTrack(smooth, residual_cfo, snr_db)
