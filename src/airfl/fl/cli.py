@@ -68,6 +68,31 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_modem(args: argparse.Namespace) -> int:
+    from airfl.fl import modem_commands as mc
+
+    try:
+        if args.modem_command == "plan":
+            spec = mc.plan(
+                args.updates, args.out, args.weights, args.channels, args.channel_seed, args.tx_power,
+                args.threshold_db, args.waveform, args.sample_rate,
+            )
+            print(f"frame spec for {len(spec.weights)} clients ({spec.n_active} transmit) written to {args.out}")
+        elif args.modem_command == "encode":
+            path = mc.encode(args.update, args.spec, args.client, args.out)
+            print(f"burst of client {args.client} written to {path}")
+        elif args.modem_command == "decode":
+            report = mc.decode(args.recording, args.out, args.report, args.spec)
+            print(json.dumps({k: v for k, v in report.items() if k != "aggregate_channel"}, indent=1))
+        else:
+            print("airfl modem: choose plan, encode or decode (see airfl modem --help)", file=sys.stderr)
+            return EXIT_USAGE
+    except mc.UsageError as exc:
+        print(f"airfl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="airfl", description="Over-the-air federated learning on real SDRs or the loopback air."
@@ -82,6 +107,30 @@ def build_parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="list the radios this machine can see and what each can do")
     devices.add_argument("--json", action="store_true", help="print JSON instead of a table")
     devices.set_defaults(func=_cmd_devices)
+
+    modem = sub.add_parser("modem", help="the modem on files: plan a frame, encode a burst, decode a recording")
+    msub = modem.add_subparsers(dest="modem_command", metavar="STEP")
+    p = msub.add_parser("plan", help="frame spec (feedback) for clients' updates over given or drawn channels")
+    p.add_argument("updates", nargs="+", help="one .npy update vector per client")
+    p.add_argument("--out", required=True, help="frame spec to write (JSON)")
+    p.add_argument("--weights", type=float, nargs="+", help="aggregation weights (default: equal)")
+    p.add_argument("--channels", help=".npy complex gains: shape (K,) single carrier, (K, 52) OFDM")
+    p.add_argument("--channel-seed", type=int, help="draw Rayleigh channels with this seed instead")
+    p.add_argument("--tx-power", type=float, default=0.1, help="per-client power limit P (full-scale units^2)")
+    p.add_argument("--threshold-db", type=float, help="truncation threshold re mean |h|^2 (default: full inversion)")
+    p.add_argument("--waveform", default="single_carrier", choices=["single_carrier", "ofdm"])
+    p.add_argument("--sample-rate", type=float, default=1e6, help="sample rate recorded in the files (Hz)")
+    e = msub.add_parser("encode", help="one client's transmit burst as a SigMF recording")
+    e.add_argument("update", help="the client's update (.npy)")
+    e.add_argument("--spec", required=True, help="frame spec from `airfl modem plan`")
+    e.add_argument("--client", type=int, required=True, help="the client's index in the spec")
+    e.add_argument("--out", required=True, help="recording base name (writes .sigmf-data and .sigmf-meta)")
+    d = msub.add_parser("decode", help="estimated weighted mean from a received superposition (SigMF)")
+    d.add_argument("recording", help="SigMF recording of the received sum")
+    d.add_argument("--spec", help="frame spec (default: the one stored in the recording)")
+    d.add_argument("--out", required=True, help="estimate to write (.npy)")
+    d.add_argument("--report", required=True, help="report to write (JSON)")
+    modem.set_defaults(func=_cmd_modem)
     return parser
 
 

@@ -198,7 +198,15 @@ def receive_sum_ofdm(
     if len(cpe) >= 2:
         slope = np.polyfit(np.arange(len(cpe)) * o.symbol_length, np.unwrap(np.angle(cpe)), 1)[0]
         residual = float(slope / (2 * np.pi))
+    pilot_error = grid[:, o.pilot_slots] / cpe[:, None] - pilots
+    pilot_noise = float(np.mean(np.abs(pilot_error) ** 2))
+    pilot_snr = float(10 * np.log10(np.mean(np.abs(pilots) ** 2) / pilot_noise)) if pilot_noise > 0 else float("inf")
     report = AggregateReceiveReport(
-        detection=detection, alignment=complex(alignment), residual_cfo=residual, common_gain=cpe, lost_values=lost
+        detection=detection,
+        alignment=complex(alignment),
+        residual_cfo=residual,
+        pilot_snr_db=pilot_snr,
+        common_gain=cpe,
+        lost_values=lost,
     )
     return denormalise(normalised, 1.0, scale), report
