@@ -23,7 +23,7 @@ def _link(seed=0, tx="client0", rx="server", **channel) -> LinkModel:
         ({"coherence_time_s": 0.0}, "coherence_time_s"),
         ({"max_delay_samples": -1}, "max_delay_samples"),
         ({"noise_power": -1e-3}, "noise_power"),
-        ({"fading": "rician"}, "fading"),
+        ({"fading": "nakagami"}, "fading"),
     ],
 )
 def test_channel_config_validation(kwargs, match):

@@ -1,4 +1,5 @@
-"""The loopback air: timed bursts, superposition through link models, receiver noise, determinism.
+"""The loopback air: timed bursts, superposition through link models, receiver noise, determinism,
+the bit-exact impairment-free default and determinism with every impairment on (lab preset).
 
 Every expected waveform is rebuilt from the air's own truth (LinkModel.delay_samples, true_gain),
 so these tests check the emulator against its stated physics, impairment by impairment.
@@ -6,10 +7,13 @@ so these tests check the emulator against its stated physics, impairment by impa
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from airfl.radio import (
+    LAB_RX_GAIN_DB,
     AirConfig,
     ChannelConfig,
     LateCommandError,
@@ -18,8 +22,11 @@ from airfl.radio import (
     Radio,
     RadioConfig,
     RadioError,
+    lab_impairments,
 )
 from airfl.radio.base import as_baseband
+from airfl.radio.channel import seeded_rng, stable_id
+from airfl.radio.presets import LAB_FRONTEND
 
 RATE = 1e6
 
@@ -326,3 +333,94 @@ def test_noise_of_one_receiver_ignores_other_receivers():
     a, b = _air(13, noise_power=1.0), _air(13, noise_power=1.0)
     b.radio("other").receive(1000, 0)
     np.testing.assert_array_equal(a.radio("rx").receive(64, 2000), b.radio("rx").receive(64, 2000))
+
+
+# -- impairments: defaults stay bit-exact, everything on stays deterministic -----------------------
+
+
+def _reference_capture(air: LoopbackAir, rx: str, bursts, n: int, at: int, noise_rng) -> np.ndarray:
+    """The original loopback's receive, verbatim: integer delay, block gain, then receiver noise."""
+    out = np.zeros(n, dtype=np.complex128)
+    for tx, t, x in bursts:
+        if tx == rx:
+            continue
+        link = air.link(tx, rx)
+        arrive = t + link.delay_samples
+        lo, hi = max(arrive, at), min(arrive + len(x), at + n)
+        if hi <= lo:
+            continue
+        times = np.arange(lo, hi, dtype=np.int64)
+        out[lo - at : hi - at] += link.gain_at(times) * x[lo - arrive : hi - arrive]
+    noise_power = air.config.channel.noise_power
+    if noise_power > 0:
+        noise = noise_rng.standard_normal((2, n))
+        out += np.sqrt(noise_power / 2.0) * (noise[0] + 1j * noise[1])
+    return out
+
+
+@pytest.mark.parametrize("fading", ["rayleigh", "none"])
+def test_default_config_is_bit_exact_with_the_original_loopback(fading):
+    """Every new impairment defaults to off: the samples are bit-identical to the original algorithm
+    (delays, path-loss spread, block fading, noise), also with 0 dB gains configured on the radios."""
+    air = _air(21, fading=fading, coherence_time_s=50e-6, max_delay_samples=7, path_loss_db=3.0,
+               path_loss_spread_db=4.0, noise_power=0.01)
+    assert air.config.center_freq_hz == 2.4e9
+    for name in ("c0", "c1", "c2", "srv"):
+        air.radio(name).configure(RadioConfig(sample_rate_hz=RATE, center_freq_hz=915e6))
+    rng = np.random.default_rng(5)
+    bursts = [(f"c{k}", t, (rng.standard_normal(120 + 17 * k) + 1j * rng.standard_normal(120 + 17 * k)) * 0.3)
+              for k, t in enumerate((0, 33, 71))]
+    for tx, t, x in bursts:
+        air.radio(tx).transmit(x, t)
+    noise_rng = seeded_rng(21, stable_id("srv"), 3)
+    for n, at in ((150, 0), (200, 160)):
+        np.testing.assert_array_equal(air.radio("srv").receive(n, at), _reference_capture(air, "srv", bursts, n, at, noise_rng))
+    assert all(air.link(tx, "srv").integer_timing and not air.link(tx, "srv").rotates for tx, _, _ in bursts)
+
+
+def test_air_config_carrier_checked():
+    """The air's carrier must be a finite positive frequency."""
+    with pytest.raises(ValueError, match="center_freq_hz"):
+        AirConfig(center_freq_hz=0.0)
+
+
+def _lab_session(seed: int, order=("c0", "c1", "c2"), windows=((0, 3000), (3000, 2000)), **changes) -> np.ndarray:
+    air = LoopbackAir(AirConfig(seed=seed, sample_rate_hz=RATE, channel=lab_impairments(**changes)))
+    srv = air.radio("srv")
+    srv.configure(RadioConfig(sample_rate_hz=RATE, rx_gain_db=LAB_RX_GAIN_DB))
+    rng = np.random.default_rng(10)
+    bursts = {name: 0.3 * _burst(rng, 1500) for name in ("c0", "c1", "c2")}
+    for name in order:
+        air.radio(name).transmit(bursts[name], {"c0": 100, "c1": 900, "c2": 1800}[name])
+    return np.concatenate([srv.receive(n, at) for at, n in windows])
+
+
+def test_lab_impairments_same_seed_same_samples():
+    """All impairments on (lab preset, noise and ADC included): same seed, bit-identical samples;
+    another seed, other samples."""
+    a = _lab_session(11, noise_power=1e-4)
+    np.testing.assert_array_equal(a, _lab_session(11, noise_power=1e-4))
+    assert not np.allclose(a, _lab_session(12, noise_power=1e-4))
+    assert np.mean(np.abs(a) ** 2) > 1e-3  # something was heard
+
+
+def test_lab_impairments_independent_of_sending_order_and_windowing():
+    """Link and radio state depend on names only, and every impairment is a function of true time:
+    another sending order, or the capture cut into other windows, gives the same samples (to rounding;
+    without noise and ADC, whose outputs depend on window layout or can flip at a level boundary)."""
+    base = dict(noise_power=0.0, frontend=replace(LAB_FRONTEND, adc_bits=None))
+    a = _lab_session(13, **base)
+    np.testing.assert_allclose(a, _lab_session(13, order=("c2", "c0", "c1"), **base), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a, _lab_session(13, windows=((0, 700), (700, 1700), (2400, 2600)), **base), rtol=0, atol=1e-12)
+
+
+def test_lab_preset_values():
+    """The preset carries the documented lab-bench values, each impairment on."""
+    c = lab_impairments()
+    o, f = c.oscillator, c.frontend
+    assert (o.ppm_spread, o.drift_spread_ppm_per_s, o.linewidth_hz, o.sample_clock) == (25.0, 0.02, 0.01, "locked")
+    assert (c.max_delay_samples, c.max_fractional_delay, c.rms_delay_spread_ns) == (8, 1.0, 50.0)
+    assert (c.fading, c.coherence_time_s, c.rician_k_db) == ("rayleigh", 0.02, 6.0)
+    assert (f.tx_iq_gain_spread_db, f.rx_iq_phase_spread_deg, f.tx_dc_dbfs, f.rx_dc_dbfs) == (0.1, 0.5, -45.0, -45.0)
+    assert f.dac_clipping and f.adc_bits == 12
+    assert lab_impairments(fading="rician", noise_power=1e-3).fading == "rician"

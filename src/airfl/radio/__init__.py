@@ -13,8 +13,11 @@ from airfl.radio.base import (
 )
 from airfl.radio.channel import ChannelConfig, LinkModel
 from airfl.radio.discovery import DeviceInfo, list_devices
+from airfl.radio.frontend import Frontend, FrontendConfig, FrontendOverride
 from airfl.radio.loopback import AirConfig, LoopbackAir, LoopbackRadio
+from airfl.radio.oscillator import Oscillator, OscillatorConfig, OscillatorOverride
 from airfl.radio.pluto import PlutoOptions, PlutoRadio
+from airfl.radio.presets import LAB_RX_GAIN_DB, lab_impairments
 from airfl.radio.soapy import SoapyLateCommandError, SoapyOptions, SoapyRadio, SoapyStreamError
 from airfl.radio.uri import forget_airs, loopback_air, open_radio
 
@@ -24,10 +27,17 @@ __all__ = [
     "ChannelConfig",
     "DeviceInfo",
     "DriverMissingError",
+    "Frontend",
+    "FrontendConfig",
+    "FrontendOverride",
+    "LAB_RX_GAIN_DB",
     "LateCommandError",
     "LinkModel",
     "LoopbackAir",
     "LoopbackRadio",
+    "Oscillator",
+    "OscillatorConfig",
+    "OscillatorOverride",
     "PlutoOptions",
     "PlutoRadio",
     "Radio",
@@ -38,6 +48,7 @@ __all__ = [
     "SoapyRadio",
     "SoapyStreamError",
     "forget_airs",
+    "lab_impairments",
     "list_devices",
     "loopback_air",
     "open_radio",
