@@ -8,11 +8,18 @@ eta = P * min_k |h_k|^2 over the participants, |h_k| taken from the loopback's t
 
     python benchmarks/aircomp.py            # table (rich), with a progress bar
     python benchmarks/aircomp.py --json     # the same numbers as a JSON document
+    python benchmarks/aircomp.py --impairments [--both] [--json]   # the impairment axis (below)
 
 Every channel realisation is one round: rounds start on the protocol's frame grid (20 ms), which
 coincides with the air's fading blocks (coherence time 20 ms), so each round sees a fresh Rayleigh
 draw and sounding and payload see the same one. The air seed is the same at every point (common
 random numbers): the SNR sweep sees the same channels at every SNR, so the curves are smooth.
+
+Impairment axis (`--impairments`): NMSE vs SNR for each entry of
+`airfl.radio.presets.lab_impairments_one_by_one` (each lab impairment alone on the air above, plus
+"none" and "all" = `lab_impairments()`), single carrier or OFDM, beside the receiver's own theory
+(`RoundResult.error_variance_theory`). The server radio gets the lab receive gain
+(`LAB_RX_GAIN_DB`); warm-up rounds run first so the per-client CFO and timing trackers converge.
 """
 
 from __future__ import annotations
@@ -21,19 +28,31 @@ import argparse
 import json
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from airfl.fl.ota import OtaSettings, OverTheAirRound
+from airfl.fl.ota import OtaSettings, OverTheAirRound, RoundResult
 from airfl.modem import SoundingLayout, common_scale, update_statistics
-from airfl.radio import AirConfig, ChannelConfig, LoopbackAir
+from airfl.radio import LAB_RX_GAIN_DB, AirConfig, ChannelConfig, LoopbackAir, RadioConfig
+from airfl.radio.presets import lab_impairments_one_by_one
 
 SNR_SWEEP_DB: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0)
 SNR_SWEEP_CLIENTS = 10
 CLIENT_SWEEP: tuple[int, ...] = (2, 5, 10, 20)
 CLIENT_SWEEP_SNR_DB = 20.0
+
+IMPAIRMENT_SNRS_DB: tuple[float, ...] = (10.0, 20.0, 30.0)
+IMPAIRMENT_CLIENTS = 10
+IMPAIRMENT_ROUNDS = 15
+IMPAIRMENT_WARMUP = 5
+SWEEP_ROUNDS = 30
+DEFAULT_VALUES = 20000
+WAVEFORMS: tuple[str, ...] = ("single_carrier", "ofdm")
+# The lab preset's delays (integer + fractional + multipath) need a longer sounding cyclic prefix.
+IMPAIRMENT_SOUNDING_CP = 24
+IMPAIRMENT_SOUNDING_MIN_SHIFT = 40
 
 SAMPLE_RATE_HZ = 1e6
 PATH_LOSS_DB = 0.0
@@ -159,9 +178,205 @@ def sweep_points() -> list[tuple[str, float, int]]:
     return points
 
 
+# -- impairment axis ------------------------------------------------------------------------------
+def impairment_settings(waveform: str) -> OtaSettings:
+    """Round settings of the impairment axis: P = 0.1 and a longer sounding prefix for the lab delays."""
+    return OtaSettings(
+        tx_power=0.1,
+        waveform=waveform,  # type: ignore[arg-type]
+        sounding_cp=IMPAIRMENT_SOUNDING_CP,
+        sounding_min_shift=IMPAIRMENT_SOUNDING_MIN_SHIFT,
+    )
+
+
+def impairment_names() -> list[str]:
+    """The rows of the impairment axis, in the preset's order ("none" first, "all" last)."""
+    return list(lab_impairments_one_by_one())
+
+
+def _true_csi_energy(result: RoundResult, updates: Sequence[np.ndarray], air: LoopbackAir, radios: Sequence[Any],
+                     server: Any, settings: OtaSettings, noise_power: float) -> float:
+    """Perfect-CSI error energy of one round on a flat channel (the "none" air), as in `measure_point`:
+    sum over values of sigma^2 * scale^2 / (2 * eta_true * W_v^2), W_v = total weight of the clients
+    that carried value v (1 on single carrier; OFDM values nobody carried add nothing, as in the
+    receiver's own theory). Single carrier: eta_true = P * min |h_k|^2 over the participants. OFDM:
+    eta_true = P * n_fft / max_k (n_used * on_k / |h_k|^2), on_k = the share of values client k
+    carried (the receiver's per-subcarrier truncation, kept as it decided; on_k = 1 for everyone
+    gives P * min |h_k|^2 * n_fft / n_used)."""
+    active = result.participants
+    assert result.channels is not None
+    scale = common_scale([update_statistics(updates[k]) for k in active], result.weights[active])
+    valid = [k for k in range(len(updates)) if k not in result.rejected]
+    delay = {k: int(result.channels.delays[j]) for j, k in enumerate(valid)}
+    t1 = result.timing["payload_at"]
+    h2 = np.array([abs(air.link(radios[k].name, server.name).true_gain(t1 - delay[k])) ** 2 for k in active])
+    eta_true = settings.tx_power * float(h2.min())
+    if result.value_weights is not None:
+        # Client k inverts |h_k|^2 on the subcarriers the receiver gave it (a share `on` of the values);
+        # its mean power is eta * n_used * on_k / (|h_k|^2 * n_fft) <= P.
+        on = (result.value_weights[active] > 0).mean(axis=1)
+        eta_true = settings.tx_power * settings.ofdm_fft / float(np.max(settings.ofdm_used * on / h2))
+        total = result.value_weights[active].sum(axis=0)
+        inv_w2 = float(np.sum(np.where(total > 0, 1.0 / np.where(total > 0, total, 1.0) ** 2, 0.0)))
+    else:
+        inv_w2 = float(len(updates[0]))
+    return noise_power * scale.scale**2 / (2.0 * eta_true) * inv_w2
+
+
+def measure_impairment(
+    impairment: str,
+    snr_db: float,
+    waveform: str = "ofdm",
+    clients: int = IMPAIRMENT_CLIENTS,
+    rounds: int = IMPAIRMENT_ROUNDS,
+    warmup: int = IMPAIRMENT_WARMUP,
+    values: int = DEFAULT_VALUES,
+    seed: int = 0,
+    on_round: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """NMSE of `rounds` measured rounds on the `impairment` air of `lab_impairments_one_by_one` at
+    `snr_db`, after `warmup` discarded rounds, beside the receiver's own theory.
+
+    NMSE = 10*log10(sum_r ||est - exact||^2 / sum_r ||exact||^2) over the rounds that delivered an
+    estimate, exact = result.exact_target(updates). Theory replaces the measured error energy of a
+    round by values * result.error_variance_theory; for "none" also by the perfect-CSI energy
+    (`_true_csi_energy`). `on_round` is called after every round (warm-up included).
+    """
+    settings = impairment_settings(waveform)
+    noise_power = noise_power_for(snr_db, settings.tx_power)
+    configs = lab_impairments_one_by_one(noise_power=noise_power)
+    if impairment not in configs:
+        raise ValueError(f"unknown impairment {impairment!r}; choose from {list(configs)}")
+    channel = configs[impairment]
+    air = LoopbackAir(AirConfig(seed=seed, sample_rate_hz=SAMPLE_RATE_HZ, channel=channel))
+    radios = [air.radio(f"client{k}") for k in range(clients)]
+    server = air.radio("server")
+    server.configure(RadioConfig(sample_rate_hz=SAMPLE_RATE_HZ, rx_gain_db=LAB_RX_GAIN_DB))
+    ota = OverTheAirRound(radios, server, SAMPLE_RATE_HZ, settings)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, clients, 0xA1C1]))
+    weights = np.full(clients, 1.0 / clients)
+    block = int(round(COHERENCE_TIME_S * SAMPLE_RATE_HZ))
+
+    err_energy = exact_energy = theory_energy = true_energy = 0.0
+    participants = failures = over_block = 0
+    for r in range(warmup + rounds):
+        updates = [rng.standard_normal(values) for _ in range(clients)]
+        result = ota.run(updates, weights)
+        if on_round is not None:
+            on_round()
+        if r < warmup:
+            continue
+        # Sounding to the end of the receive window must fit one fading block (see max_values).
+        length = result.diagnostics.get("round_samples")
+        if length is not None and length + settings.guard_samples > block:
+            over_block += 1
+        if result.estimate is None or result.error_variance_theory is None:
+            failures += 1
+            continue
+        exact = result.exact_target(updates)
+        err_energy += float(np.sum((result.estimate - exact) ** 2))
+        exact_energy += float(np.sum(exact**2))
+        theory_energy += values * result.error_variance_theory
+        if impairment == "none":
+            true_energy += _true_csi_energy(result, updates, air, radios, server, settings, noise_power)
+        participants += len(result.participants)
+
+    measured = _db(err_energy, exact_energy)
+    theory = _db(theory_energy, exact_energy)
+    ok = rounds - failures
+    return {
+        "waveform": waveform,
+        "impairment": impairment,
+        "snr_db": float(snr_db),
+        "clients": int(clients),
+        "rounds": int(rounds),
+        "warmup": int(warmup),
+        "values": int(values),
+        "nmse_db_measured": measured,
+        "nmse_db_theory": theory,
+        "gap_db": None if measured is None or theory is None else measured - theory,
+        "nmse_db_theory_true_csi": _db(true_energy, exact_energy) if impairment == "none" else None,
+        "failures": failures,
+        "mean_participants": participants / ok if ok else None,
+        "rounds_over_block": over_block,
+    }
+
+
+def impairment_points(waveforms: Sequence[str], snrs: Sequence[float]) -> list[tuple[str, str, float]]:
+    """(waveform, impairment, SNR dB) of every point of the impairment axis, in order."""
+    return [(wf, name, snr) for wf in waveforms for name in impairment_names() for snr in snrs]
+
+
+IMPAIRMENT_THEORY_NOTE = (
+    "theory: the receiver's own prediction, RoundResult.error_variance_theory (sigma^2*scale^2/(2*eta) per "
+    "value from its estimated eta and noise power; OFDM: averaged over subcarriers), because the "
+    "true-channel theory for multipath and OFDM is per subcarrier; gap = measured - theory. "
+    "true CSI (none only, flat channels): the same formula with the loopback's true channels and noise, "
+    "eta = P*min|h_k|^2 over the participants (OFDM: P*n_fft/max_k(n_used*on_k/|h_k|^2), on_k = share of "
+    "subcarriers the receiver gave client k)"
+)
+
+
+def render_impairment_table(records: list[dict[str, Any]], command: str) -> Any:
+    """A rich table of one waveform's impairment records (fits 80 columns), with caption."""
+    from rich.table import Table
+
+    waveform = records[0]["waveform"]
+    r0 = records[0]
+    over = sum(r["rounds_over_block"] for r in records)
+    warn = (f"\nWARNING: {over} measured rounds outlasted one fading block (payload met a fresh channel); "
+            "use a smaller --values." if over else "")
+    table = Table(
+        title=f"Over-the-air NMSE (dB) per impairment, {waveform}, K = {r0['clients']}: measured vs "
+        "the receiver's theory",
+        caption=f"{SNR_DEFINITION}; noise enters before the server's rx gain (LAB_RX_GAIN_DB = "
+        f"{LAB_RX_GAIN_DB:g} dB).\n"
+        "Rows: lab_impairments_one_by_one(): each lab-bench impairment alone on the base air (Rayleigh "
+        f"block fading, {COHERENCE_TIME_S * 1e3:g} ms coherence, integer delays 0..{MAX_DELAY_SAMPLES}); "
+        "none = the base air; all = lab_impairments().\n"
+        "measured: sum_r||est - exact||^2 / sum_r||exact||^2 over the rounds, exact = "
+        "result.exact_target(updates) (per value the weighted mean over the clients that carried it; with "
+        f"OFDM a client can be silent on some subcarriers).\n{IMPAIRMENT_THEORY_NOTE}.\n"
+        f"Per point: {r0['warmup']} warm-up rounds, discarded, so the per-client CFO and timing trackers "
+        f"converge (the first round also acquires coarse CFO), then {r0['rounds']} measured rounds of "
+        f"{r0['values']} N(0,1) values; OtaSettings(tx_power=0.1, waveform={waveform!r}, "
+        f"sounding_cp={IMPAIRMENT_SOUNDING_CP}, sounding_min_shift={IMPAIRMENT_SOUNDING_MIN_SHIFT}): "
+        "the lab delays need the longer sounding prefix; truncation -10 dB re the round's mean |h|^2. "
+        f"failed = rounds without an estimate; active = mean participants.{warn}\nCommand: {command}",
+        caption_justify="left",
+    )
+    headers = ("impairment", "SNR\n(dB)", "measured\n(dB)", "theory\n(dB)", "gap\n(dB)", "true CSI\n(dB)",
+               "failed\nrounds", "mean\nactive")
+    for col in headers:
+        table.add_column(col, justify="left" if col == "impairment" else "right")
+    previous = None
+    for r in records:
+        first = r["impairment"] != previous
+        if first and previous is not None:
+            table.add_section()
+        previous = r["impairment"]
+        table.add_row(
+            r["impairment"] if first else "", f"{r['snr_db']:g}",
+            _fmt(r["nmse_db_measured"], ".2f"), _fmt(r["nmse_db_theory"], ".2f"), _fmt(r["gap_db"], "+.2f"),
+            "" if r["impairment"] != "none" else _fmt(r["nmse_db_theory_true_csi"], ".2f"),
+            str(r["failures"]), _fmt(r["mean_participants"], ".2f"),
+        )
+    return table
+
+
 def command_line(rounds: int, values: int, seed: int, as_json: bool) -> str:
     """The command that reproduces this run, every option explicit."""
     args = ["python", "benchmarks/aircomp.py", "--rounds", str(rounds), "--values", str(values), "--seed", str(seed)]
+    return shlex.join(args + (["--json"] if as_json else []))
+
+
+def impairment_command_line(waveforms: Sequence[str], snrs: Sequence[float], clients: int, rounds: int,
+                            warmup: int, values: int, seed: int, as_json: bool) -> str:
+    """The command that reproduces an impairment run, every option explicit."""
+    args = ["python", "benchmarks/aircomp.py", "--impairments"]
+    args += ["--both"] if len(waveforms) > 1 else ["--waveform", waveforms[0]]
+    args += ["--snrs", *(f"{x:g}" for x in snrs), "--clients", str(clients), "--warmup", str(warmup),
+             "--rounds", str(rounds), "--values", str(values), "--seed", str(seed)]
     return shlex.join(args + (["--json"] if as_json else []))
 
 
@@ -204,28 +419,102 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Over-the-air aggregation NMSE on the loopback air beside truncated-inversion theory: "
         f"an SNR sweep {list(SNR_SWEEP_DB)} dB at K = {SNR_SWEEP_CLIENTS} and a client sweep "
-        f"K = {list(CLIENT_SWEEP)} at {CLIENT_SWEEP_SNR_DB:g} dB. {SNR_DEFINITION}.",
+        f"K = {list(CLIENT_SWEEP)} at {CLIENT_SWEEP_SNR_DB:g} dB (default); or, with --impairments, NMSE vs "
+        "SNR for each lab impairment alone, none and all (lab_impairments_one_by_one) beside the receiver's "
+        f"own theory. {SNR_DEFINITION}.",
     )
-    parser.add_argument("--rounds", type=int, default=30, help="rounds (channel realisations) per point (default 30)")
-    parser.add_argument("--values", type=int, default=20000, help="update length d (default 20000)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help=f"measured rounds (channel realisations) per point (default {SWEEP_ROUNDS}; "
+                        f"{IMPAIRMENT_ROUNDS} with --impairments)")
+    parser.add_argument("--values", type=int, default=DEFAULT_VALUES,
+                        help=f"update length d (default {DEFAULT_VALUES})")
     parser.add_argument("--seed", type=int, default=0, help="air and update seed (default 0)")
-    parser.add_argument("--json", action="store_true", help="print a JSON document instead of the table")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    imp = parser.add_argument_group("impairment axis")
+    imp.add_argument("--impairments", action="store_true",
+                     help="run the impairment axis instead of the SNR and K sweeps")
+    which = imp.add_mutually_exclusive_group()
+    which.add_argument("--waveform", choices=WAVEFORMS, default=None, help="waveform (default ofdm)")
+    which.add_argument("--both", action="store_true", help="run single_carrier and ofdm")
+    imp.add_argument("--snrs", type=float, nargs="+", default=None, metavar="DB",
+                     help=f"SNRs in dB (default {' '.join(f'{x:g}' for x in IMPAIRMENT_SNRS_DB)})")
+    imp.add_argument("--clients", type=int, default=None, help=f"K (default {IMPAIRMENT_CLIENTS})")
+    imp.add_argument("--warmup", type=int, default=None,
+                     help=f"discarded rounds per point before measuring, so the CFO and timing trackers "
+                     f"converge (default {IMPAIRMENT_WARMUP})")
     args = parser.parse_args(argv)
+    only_axis = [opt for opt, value in (("--waveform", args.waveform), ("--both", args.both or None),
+                                        ("--snrs", args.snrs), ("--clients", args.clients),
+                                        ("--warmup", args.warmup)) if value is not None]
+    if only_axis and not args.impairments:
+        parser.error(f"{', '.join(only_axis)} only apply with --impairments")
+    if args.rounds is None:
+        args.rounds = IMPAIRMENT_ROUNDS if args.impairments else SWEEP_ROUNDS
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
     if args.values < 1:
         parser.error("--values must be >= 1")
     if args.seed < 0:
         parser.error("--seed must be >= 0")
+    if args.impairments:
+        args.waveforms = list(WAVEFORMS) if args.both else [args.waveform or "ofdm"]
+        args.snrs = list(IMPAIRMENT_SNRS_DB) if args.snrs is None else args.snrs
+        args.clients = IMPAIRMENT_CLIENTS if args.clients is None else args.clients
+        args.warmup = IMPAIRMENT_WARMUP if args.warmup is None else args.warmup
+        if args.clients < 1:
+            parser.error("--clients must be >= 1")
+        if args.warmup < 0:
+            parser.error("--warmup must be >= 0")
+        if not all(np.isfinite(args.snrs)):
+            parser.error("--snrs must be finite")
+        return args
     limit = min(max_values(k, OtaSettings()) for k in (SNR_SWEEP_CLIENTS, *CLIENT_SWEEP))
     if args.values > limit:
         parser.error(f"--values {args.values} makes a round outlast one fading block; use --values <= {limit}")
     return args
 
 
+def run_impairments(args: argparse.Namespace) -> int:
+    """The impairment axis: tables per waveform (with progress) or, with --json, a list of records."""
+    command = impairment_command_line(args.waveforms, args.snrs, args.clients, args.rounds, args.warmup,
+                                      args.values, args.seed, args.json)
+    points = impairment_points(args.waveforms, args.snrs)
+    records: list[dict[str, Any]] = []
+    started = time.perf_counter()
+
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rounds"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("rounds", total=len(points) * (args.warmup + args.rounds))
+        for waveform, name, snr in points:
+            progress.update(task, description=f"{waveform}: {name}, {snr:g} dB")
+            record = measure_impairment(name, snr, waveform, args.clients, args.rounds, args.warmup, args.values,
+                                        args.seed, on_round=lambda: progress.advance(task))
+            records.append({**record, "command": command, "seed": args.seed})
+    over = sum(r["rounds_over_block"] for r in records)
+    if over:
+        err.print(f"[yellow]warning: {over} measured rounds outlasted one {COHERENCE_TIME_S * 1e3:g} ms fading "
+                  "block; use a smaller --values[/yellow]")
+    if args.json:
+        print(json.dumps(records, indent=2))
+    else:
+        out = Console()
+        for waveform in args.waveforms:
+            out.print(render_impairment_table([r for r in records if r["waveform"] == waveform], command))
+    err.print(f"wall time {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run both sweeps; print the table (with progress) or, with --json, a JSON document."""
+    """Run both sweeps (or, with --impairments, the impairment axis); print the table (with progress)
+    or, with --json, JSON."""
     args = parse_args(argv)
+    if args.impairments:
+        return run_impairments(args)
     command = command_line(args.rounds, args.values, args.seed, args.json)
     points = sweep_points()
     records: list[dict[str, Any]] = []

@@ -418,9 +418,17 @@ def test_lab_preset_values():
     """The preset carries the documented lab-bench values, each impairment on."""
     c = lab_impairments()
     o, f = c.oscillator, c.frontend
-    assert (o.ppm_spread, o.drift_spread_ppm_per_s, o.linewidth_hz, o.sample_clock) == (25.0, 0.02, 0.01, "locked")
+    assert (o.ppm_spread, o.drift_spread_ppm_per_s, o.linewidth_hz, o.sample_clock) == (1.0, 0.02, 0.01, "locked")
     assert (c.max_delay_samples, c.max_fractional_delay, c.rms_delay_spread_ns) == (8, 1.0, 50.0)
     assert (c.fading, c.coherence_time_s, c.rician_k_db) == ("rayleigh", 0.02, 6.0)
     assert (f.tx_iq_gain_spread_db, f.rx_iq_phase_spread_deg, f.tx_dc_dbfs, f.rx_dc_dbfs) == (0.1, 0.5, -45.0, -45.0)
     assert f.dac_clipping and f.adc_bits == 12
     assert lab_impairments(fading="rician", noise_power=1e-3).fading == "rician"
+
+
+def test_uncalibrated_preset_has_pluto_crystal_spread():
+    """Out of the box a Pluto's reference is +-25 ppm; the lab preset assumes xo_correction done."""
+    from airfl.radio.presets import uncalibrated_lab_impairments
+
+    assert uncalibrated_lab_impairments().oscillator.ppm_spread == 25.0
+    assert uncalibrated_lab_impairments(noise_power=1e-3).noise_power == 1e-3

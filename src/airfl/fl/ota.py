@@ -51,11 +51,11 @@ from airfl.modem import (
 )
 from airfl.modem.aircomp import client_burst_ofdm, peak_clip_level, receive_sum_ofdm
 from airfl.modem.cfo import coarse_cfo, correct
-from airfl.modem.frame import PRECURSOR, OfdmAggregationLayout
+from airfl.modem.frame import OfdmAggregationLayout
 from airfl.modem.iq import FrontEndCorrection, estimate_dc
 from airfl.modem.ofdm import OfdmLayout
 from airfl.modem.power import normalise, optimal_threshold, predicted_error
-from airfl.modem.timing import PAD, fractional_delay
+from airfl.modem.timing import PAD, retime
 from airfl.modem.tracking import CfoTracker, residual_cfo_variance
 from airfl.radio import Radio
 
@@ -90,8 +90,11 @@ class OtaSettings:
     peak_policy: "clip" limits each normalised value so a single-carrier burst cannot exceed
         dac_peak (a few outliers are clipped, counted in diagnostics["clipped_values"]); "backoff"
         sends every value and scales all bursts down instead (costs SNR when updates have heavy tails).
-    cfo_correction / timing_correction / fractional_timing / dc_correction / rx_iq_correction:
-        switch each correction (tests switch them off to show what goes wrong without them).
+    center_freq_hz / sample_clock_locked: the carrier (Hz), and whether the radios derive their sample
+        clock from the carrier reference (AD9361: yes), so a client's sample-clock error relative to
+        the receiver is its CFO / center_freq_hz and can be pre-compensated by re-timing its burst.
+    cfo_correction / sco_correction / timing_correction / fractional_timing / dc_correction /
+        rx_iq_correction: switch each correction (tests switch them off to show what goes wrong).
     """
 
     tx_power: float = 0.1
@@ -117,7 +120,10 @@ class OtaSettings:
     false_alarm_probability: float = 1e-6
     dac_peak: float = 1.0
     peak_policy: Literal["clip", "backoff"] = "backoff"
+    center_freq_hz: float = 2.4e9
+    sample_clock_locked: bool = True
     cfo_correction: bool = True
+    sco_correction: bool = True
     timing_correction: bool = True
     fractional_timing: bool = True
     dc_correction: bool = True
@@ -166,18 +172,6 @@ def split_finite(updates: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
     for k, g in enumerate(updates):
         (ok if np.all(np.isfinite(g)) else bad).append(k)
     return ok, bad
-
-
-def _aligned_taps(est: ChannelEstimates, length: int) -> np.ndarray:
-    """Each client's taps re-referenced to its own integer delay: column i is lag i - PRECURSOR."""
-    k, width = est.taps.shape
-    out = np.zeros((k, length), dtype=np.complex128)
-    for j in range(k):
-        first = int(est.delays[j])  # taps index of lag (delay - PRECURSOR)
-        seg = est.taps[j, max(first, 0) : first + length]
-        offset = max(-first, 0)
-        out[j, offset : offset + len(seg)] = seg[: length - offset]
-    return out
 
 
 class OverTheAirRound:
@@ -309,7 +303,7 @@ class OverTheAirRound:
 
         ofdm = s.waveform == "ofdm"
         if ofdm:
-            channel = self.ofdm.channel_response(_aligned_taps(est, self.ofdm.cp), PRECURSOR)
+            channel = self.ofdm.response_at(est.response, est.response_lags)
             n_fft = self.ofdm.n_fft
         else:
             channel = est.gains
@@ -361,28 +355,39 @@ class OverTheAirRound:
         result.diagnostics["clipped_values"] = float(clipped)
 
         # 4. Build every participant's burst, then limit the peak, then transmit together.
-        jobs: list[tuple[int, np.ndarray, int]] = []  # (client, samples, offset before t_1)
+        jobs: list[tuple[int, np.ndarray, float]] = []  # (client, burst, fractional delay to apply)
         if ofdm:
             layout_o = OfdmAggregationLayout(n_symbols, self.ofdm)
             for j, k in enumerate(valid):
                 if participants[j]:
                     burst = client_burst_ofdm(client_symbols(updates[k], float(w[k]), scale, clip), pc.precoders[j], layout_o)
-                    jobs.append((k, burst, 0))
+                    jobs.append((k, burst, 0.0))
             frame_length = layout_o.burst_length
         else:
             layout = AggregationLayout(n_symbols, s.preamble_length, s.pilot_spacing)
             for j, k in enumerate(valid):
                 if participants[j]:
                     burst = client_burst(client_symbols(updates[k], float(w[k]), scale, clip), pc.precoders[j], layout)
-                    if s.fractional_timing and s.timing_correction:
-                        jobs.append((k, fractional_delay(burst, -frac[k]), PAD))
-                    else:
-                        jobs.append((k, burst, 0))
+                    delay = -frac[k] if s.fractional_timing and s.timing_correction else 0.0
+                    jobs.append((k, burst, delay))
             frame_length = layout.burst_length
         t_1 = t_s + sounding.burst_length + s.lead_samples + max(
             [arrival[k] - self.target_lag for k in active] + [0]
         ) + PAD
         lead = {k: (arrival[k] if s.timing_correction else self.target_lag) for k in active}
+        # Re-time every burst: fractional advance, the clock drift since sounding, and the stretch of
+        # its sample clock relative to the receiver's (locked clocks: CFO / carrier).
+        retimed = []
+        for k, x, delay in jobs:
+            stretch = 0.0
+            if s.sco_correction and s.sample_clock_locked and s.cfo_correction:
+                stretch = float(self.cfo[k] * self.sample_rate_hz / s.center_freq_hz)
+                delay += stretch * (t_1 - lead[k] - t_s)
+            if delay != 0.0 or stretch != 0.0:
+                retimed.append((k, retime(x, delay, stretch), PAD))
+            else:
+                retimed.append((k, x, 0))
+        jobs = retimed
         peak = max(float(np.max(np.abs(x))) for _, x, _ in jobs)
         backoff = min(1.0, s.dac_peak / peak) if peak > 0 else 1.0
         eta = pc.eta * backoff**2
@@ -395,7 +400,9 @@ class OverTheAirRound:
             if s.cfo_correction:
                 # NCO phase is referred to t_s at the transmitter; the sounding saw the old correction
                 # through the link's lag T_k, so the changed one needs exp(-j 2 pi change T_k) on top.
-                samples = correct(samples, self.cfo[k], start - t_s) * np.exp(
+                # The tracked drift (cycles/sample per second) bends the NCO into a chirp.
+                rate = float(self.tracker.x[k, 1]) / self.sample_rate_hz
+                samples = correct(samples, self.cfo[k], start - t_s, rate) * np.exp(
                     -2j * np.pi * change[k] * result.client_delay[k]
                 )
             self.clients[k].transmit(samples, start)

@@ -11,20 +11,23 @@ from __future__ import annotations
 import numpy as np
 
 
-def nco(n_samples: int, cycles_per_sample: float, start: float = 0.0) -> np.ndarray:
-    """exp(j*2*pi*f*(start + n)) for n = 0..n_samples-1: a tone, phase-continuous in local time."""
+def nco(n_samples: int, cycles_per_sample: float, start: float = 0.0, rate: float = 0.0) -> np.ndarray:
+    """exp(j*2*pi*(f*t + rate*t^2/2)), t = start + n for n = 0..n_samples-1: a tone (a chirp when
+    the offset drifts at `rate` cycles/sample per sample), phase-continuous in local time."""
     t = start + np.arange(n_samples, dtype=np.float64)
-    return np.exp(2j * np.pi * cycles_per_sample * t)
+    return np.exp(2j * np.pi * (cycles_per_sample * t + 0.5 * rate * t * t))
 
 
-def correct(samples: np.ndarray, cycles_per_sample: float, start: float = 0.0) -> np.ndarray:
-    """Remove a CFO of `cycles_per_sample` from samples whose first one sits at local time `start`.
+def correct(samples: np.ndarray, cycles_per_sample: float, start: float = 0.0, rate: float = 0.0) -> np.ndarray:
+    """Remove a CFO of `cycles_per_sample` at local time 0, drifting at `rate` (cycles/sample per
+    sample), from samples whose first one sits at local time `start`.
 
     A transmitter pre-corrects its burst the same way: then its signal reaches the receiver
-    without the offset (to within the estimation error).
+    without the offset (to within the estimation error). Over a payload of tens of milliseconds a
+    crystal warming up by 0.02 ppm/s moves the carrier by about 1 Hz at 2.4 GHz, enough to matter.
     """
     x = np.asarray(samples, dtype=np.complex128)
-    return x * np.conj(nco(len(x), cycles_per_sample, start))
+    return x * np.conj(nco(len(x), cycles_per_sample, start, rate))
 
 
 def coarse_cfo(segment: np.ndarray, oversample: int = 8) -> float:

@@ -36,6 +36,8 @@ class ChannelEstimates:
     cfo: residual carrier frequency offset per client (cycles per sample; 0 when repeats == 1).
     taps: per client, the impulse response in bins delays-PRECURSOR .. cp (index 0 = lag -PRECURSOR),
         referred to local time 0 like `gains`.
+    response / response_lags: per client, a wider window of the response (K, W) at lags
+        response_lags (samples) relative to its integer delay: for per-subcarrier channels.
     noise_power: complex noise power per sample (same units as the samples squared).
     snr_db: per-client receive SNR for a unit-power transmission, 10*log10(|h_k|^2/noise_power).
     """
@@ -47,6 +49,8 @@ class ChannelEstimates:
     fractional: np.ndarray
     cfo: np.ndarray
     taps: np.ndarray
+    response: np.ndarray | None = None
+    response_lags: np.ndarray | None = None
 
 
 def fractional_offset(left: np.ndarray, peak: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -88,6 +92,8 @@ def estimate_channels(
     starts = np.arange(k) * layout.shift
     width = layout.cp + 1 + PRECURSOR
     index = (starts[:, None] - PRECURSOR + np.arange(width)[None, :]) % n  # (K, width)
+    noise_mask = np.ones(n, dtype=bool)
+    noise_mask[(starts[:, None] - PRECURSOR + np.arange(width + 1)[None, :]) % n] = False
 
     # CFO from the phase advance between consecutive periods, weighted by every tap's energy.
     if layout.repeats >= 2:
@@ -111,13 +117,21 @@ def estimate_channels(
     gains = taps[rows, peak] / _sinc_gain(frac)
     delays = (peak - PRECURSOR).astype(np.int64)
 
-    noise_mask = np.ones(n, dtype=bool)
-    noise_mask[(starts[:, None] - PRECURSOR + np.arange(width + 1)[None, :]) % n] = False
+    # Wide response for frequency-selective use (OFDM): a fractional delay, or the converters'
+    # band edge, spreads a response into slowly decaying tails that the cp-long window above cuts;
+    # this window spans most of the client's share of the correlation, centred on its delay.
+    half = max(PRECURSOR + 1, (layout.shift - layout.cp // 2) // 2)
+    lags = np.arange(-half, half + 1)
+    wide_index = (starts[:, None] + delays[:, None] + lags[None, :]) % n
+    wide = np.einsum("rkw,rk->kw", corr[:, wide_index], derotate) / (layout.repeats * pilot_amplitude)
+
     noise_bins = corr[:, noise_mask]
     noise_power = float(n * np.mean(np.abs(noise_bins) ** 2)) if noise_bins.size else 0.0
 
     with np.errstate(divide="ignore"):
         snr_db = 10 * np.log10(np.abs(gains) ** 2 / noise_power) if noise_power > 0 else np.full(k, np.inf)
     return ChannelEstimates(
-        gains=gains, delays=delays, noise_power=noise_power, snr_db=snr_db, fractional=frac, cfo=cfo, taps=taps
+        gains=gains, delays=delays, noise_power=noise_power, snr_db=snr_db, fractional=frac, cfo=cfo, taps=taps,
+        response=wide,
+        response_lags=lags,
     )

@@ -86,11 +86,23 @@ class OfdmLayout:
         the FFT window starts `backoff` samples early, which adds `backoff` to every lag.
         """
         taps = np.atleast_2d(taps)
-        lags = np.arange(taps.shape[1]) - precursor + self.backoff
-        if lags.max() >= self.cp + self.backoff or lags.min() < 0:
+        lags = np.arange(taps.shape[1]) - precursor
+        if lags.max() + self.backoff >= self.cp + self.backoff or lags.min() + self.backoff < 0:
             raise ValueError("the channel response is longer than the OFDM cyclic prefix")
-        phase = np.exp(-2j * np.pi * np.outer(lags, self.used) / self.n_fft)  # (width, n_used)
-        return taps @ phase
+        return self.response_at(taps, lags)
+
+    def response_at(self, taps: np.ndarray, lags: np.ndarray) -> np.ndarray:
+        """Per-used-subcarrier channel (K, n_used) of taps at arbitrary integer `lags` (samples,
+        relative to the aligned frame start; the FFT window's `backoff` is added here)."""
+        f = self.signed_used / self.n_fft
+        phase = np.exp(-2j * np.pi * np.outer(np.asarray(lags) + self.backoff, f))  # (W, n_used)
+        return np.atleast_2d(taps) @ phase
+
+    @cached_property
+    def signed_used(self) -> np.ndarray:
+        """Used subcarriers as signed frequency indices (-n_used/2..-1, 1..n_used/2)."""
+        half = self.n_used // 2
+        return np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)]).astype(np.float64)
 
     def modulate(self, grid: np.ndarray) -> np.ndarray:
         """(n_symbols, n_used) subcarrier values -> time samples with cyclic prefixes."""

@@ -1,17 +1,21 @@
-"""Sub-sample timing: delaying a burst by a fraction of a sample.
+"""Sub-sample timing at the transmitter: delaying and re-timing a burst by fractions of a sample.
 
 A transmitter whose signal arrives tau samples late advances its burst by tau: the integer part by
-starting earlier, the fraction with this band-limited delay (exact linear phase in the frequency
-domain, on a zero-padded copy so the circular shift never wraps the burst onto itself).
+starting earlier, the fraction with a band-limited delay. A transmitter whose sample clock runs
+fast by a fraction `stretch` relative to the receiver's (epsilon_tx - epsilon_rx; on radios whose
+sample clock is locked to the carrier reference, as the AD9361's, that is CFO / carrier frequency)
+would see its burst compressed by (1 + stretch) at the receiver; reading it at positions n/(1 +
+stretch) instead pre-stretches it so it lands on the receiver's sample grid.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import fft as sp_fft
+
+from airfl.dsp.resample import interpolate, interpolate_uniform
 
 PAD = 32
-"""Zero samples added at each end before the FFT delay: the sinc tails of a fractional shift."""
+"""Zero samples added at each end: room for the band-limited kernel's tails and the stretch."""
 
 
 def fractional_delay(samples: np.ndarray, delay: float, pad: int = PAD) -> np.ndarray:
@@ -20,10 +24,20 @@ def fractional_delay(samples: np.ndarray, delay: float, pad: int = PAD) -> np.nd
     Returns len(samples) + 2*pad samples: the burst sits at offset `pad` (plus the delay), so the
     caller transmits it `pad` samples earlier than it would the original.
     """
-    x = np.concatenate([np.zeros(pad), np.asarray(samples, dtype=np.complex128), np.zeros(pad)])
+    x = np.asarray(samples, dtype=np.complex128)
     if delay == 0:
-        return x
-    n = sp_fft.next_fast_len(len(x))
-    freqs = np.fft.fftfreq(n)
-    y = sp_fft.ifft(sp_fft.fft(x, n) * np.exp(-2j * np.pi * freqs * delay))
-    return y[: len(x)]
+        return np.concatenate([np.zeros(pad), x, np.zeros(pad)])
+    return interpolate_uniform(x, -pad - delay, len(x) + 2 * pad)
+
+
+def retime(samples: np.ndarray, delay: float, stretch: float, pad: int = PAD) -> np.ndarray:
+    """Delay by `delay` samples and pre-stretch by (1 + stretch) (see the module docstring).
+
+    Output sample n reads the burst at position (n - pad - delay) / (1 + stretch); like
+    `fractional_delay`, the result has len(samples) + 2*pad samples and the burst starts at `pad`.
+    """
+    x = np.asarray(samples, dtype=np.complex128)
+    if stretch == 0:
+        return fractional_delay(x, delay, pad)
+    n = np.arange(len(x) + 2 * pad, dtype=np.float64)
+    return interpolate(x, (n - pad - delay) / (1.0 + stretch))

@@ -26,7 +26,7 @@ from airfl.radio.fading import FADING_KINDS, FadingKind, add_line_of_sight, circ
 from airfl.radio.frontend import FrontendConfig
 from airfl.radio.multipath import apply_taps, exponential_pdp, rms_delay_spread_samples
 from airfl.radio.oscillator import Oscillator, OscillatorConfig
-from airfl.radio.resample import DEFAULT_HALF_LENGTH, interpolate, interpolate_uniform
+from airfl.dsp.resample import DEFAULT_HALF_LENGTH, interpolate, interpolate_uniform
 from airfl.radio.seeding import (
     TAG_FLAT_BLOCK,
     TAG_LINK_EXTRA,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from airfl.radio import AirConfig, ChannelConfig, LoopbackAir, OscillatorConfig, OscillatorOverride
-from airfl.radio.resample import interpolate, interpolate_uniform, kernel
+from airfl.dsp.resample import interpolate, interpolate_uniform, kernel
 
 RATE = 1e6
 
