@@ -79,7 +79,7 @@ class OtaSection(_Section):
     truncation_threshold_db: float = Field(-10.0, ge=-60, le=20)
     waveform: Literal["single_carrier", "ofdm"] = "single_carrier"
     pilot_spacing: int = Field(32, ge=0, le=1_000_000, description="single carrier: data symbols per pilot")
-    sounding_repeats: int = Field(3, ge=1, le=16, description="pilot periods; >= 2 measures each client's CFO")
+    sounding_repeats: int = Field(4, ge=1, le=16, description="pilot periods; >= 2 measures each client's CFO")
     ofdm_fft: int = Field(64, ge=8, le=4096)
     ofdm_cp: int = Field(16, ge=1, le=1024)
     ofdm_used: int = Field(52, ge=2, le=4094)

@@ -104,7 +104,7 @@ class OtaSettings:
     sounding_cp: int = 16
     sounding_min_shift: int = 32
     sounding_min_length: int = 127
-    sounding_repeats: int = 3
+    sounding_repeats: int = 4
     preamble_length: int = 127
     pilot_spacing: int = 32
     ofdm_fft: int = 64
@@ -152,6 +152,7 @@ class RoundResult:
     client_cfo_hz: dict[int, float] = field(default_factory=dict)
     client_delay: dict[int, float] = field(default_factory=dict)
     value_weights: np.ndarray | None = None  # (clients, n_values) OFDM: weight of each client per value
+    frontend: FrontEndCorrection | None = None  # the receiver's DC and IQ-image estimates this round
 
     def exact_target(self, updates: Sequence[np.ndarray]) -> np.ndarray:
         """The exact aggregate this round's estimate stands for: per value, the weighted mean over
@@ -190,6 +191,12 @@ class OverTheAirRound:
         n = len(self.clients)
         self.cfo = np.zeros(n)  # each client's CFO correction in use (cycles/sample)
         self.tracker = CfoTracker(n)
+        # The part of the offsets every client shares (the receiver's own oscillator, and its phase
+        # noise during sounding) is corrected at the receiver, by one tracker of its own: per-client
+        # filters with different gains would turn a common jitter into differences between clients,
+        # which no pilot in the sum can see.
+        self.common = 0.0
+        self.common_tracker = CfoTracker(1)
         self.acquired = np.zeros(n, dtype=bool)
         self.advance = np.zeros(n, dtype=np.int64)  # each client's timing advance at sounding (samples)
         self.target_lag = self.settings.sounding_cp // 2 if self.settings.timing_correction else 0
@@ -276,14 +283,18 @@ class OverTheAirRound:
         t_s = t + max_adv
         if s.cfo_correction:
             self.cfo[valid] = self.tracker.predict(valid, t_s / self.sample_rate_hz)
+            if np.isfinite(self.common_tracker.p[0, 0, 0]):
+                self.common = float(self.common_tracker.predict([0], t_s / self.sample_rate_hz)[0])
         applied = self.cfo[valid].copy()
+        common_applied = self.common
         for j, k in enumerate(valid):
             pilot = sounding.pilot(j, amp)
             start = t_s - int(self.advance[k])
             self.clients[k].transmit(correct(pilot, self.cfo[k], start - t_s), start)
         raw = self.server.receive(sounding.burst_length, t_s)
         fe = self._update_iq(raw, fe)
-        est = estimate_channels(fe.apply(raw), sounding, amp)
+        result.frontend = fe
+        est = estimate_channels(correct(fe.apply(raw), common_applied, 0.0), sounding, amp)
         result.airtime_samples += sounding.burst_length
         result.channels = est
         result.noise_power = est.noise_power
@@ -292,13 +303,18 @@ class OverTheAirRound:
         if s.cfo_correction:
             snr = s.tx_power * np.abs(est.gains) ** 2 / max(est.noise_power, 1e-30)
             variance = residual_cfo_variance(sounding.length, s.sounding_repeats, snr)
-            self.cfo[valid] = self.tracker.update(valid, applied + est.cfo, variance)
+            inverse = 1.0 / variance
+            shared = float(np.sum(est.cfo * inverse) / np.sum(inverse))  # common part of the residuals
+            self.common = float(
+                self.common_tracker.update([0], np.array([common_applied + shared]), np.array([1.0 / np.sum(inverse)]))[0]
+            )
+            self.cfo[valid] = self.tracker.update(valid, applied + est.cfo - shared, variance)
         arrival = {k: int(self.advance[k]) + int(est.delays[j]) for j, k in enumerate(valid)}
         frac = {k: float(est.fractional[j]) for j, k in enumerate(valid)}
         if s.timing_correction:
             for k in valid:
                 self.advance[k] = arrival[k] - self.target_lag
-        result.client_cfo_hz = {k: float(self.cfo[k] * self.sample_rate_hz) for k in valid}
+        result.client_cfo_hz = {k: float((self.cfo[k] + self.common) * self.sample_rate_hz) for k in valid}
         result.client_delay = {k: arrival[k] + frac[k] for k in valid}
 
         ofdm = s.waveform == "ofdm"
@@ -381,7 +397,7 @@ class OverTheAirRound:
         for k, x, delay in jobs:
             stretch = 0.0
             if s.sco_correction and s.sample_clock_locked and s.cfo_correction:
-                stretch = float(self.cfo[k] * self.sample_rate_hz / s.center_freq_hz)
+                stretch = float((self.cfo[k] + self.common) * self.sample_rate_hz / s.center_freq_hz)
                 delay += stretch * (t_1 - lead[k] - t_s)
             if delay != 0.0 or stretch != 0.0:
                 retimed.append((k, retime(x, delay, stretch), PAD))
@@ -413,6 +429,9 @@ class OverTheAirRound:
         # 5. Receive.
         window = self.server.receive(frame_length + 2 * s.guard_samples, t_1 - s.guard_samples)
         window = fe.apply(window)
+        if s.cfo_correction:
+            common_rate = float(self.common_tracker.x[0, 1]) / self.sample_rate_hz
+            window = correct(window, self.common, t_1 - s.guard_samples - t_s, common_rate)
         try:
             if ofdm:
                 active_f = pc.active[participants]  # (n_active, n_used)

@@ -193,7 +193,7 @@ def receive_sum_ofdm(
     symbols = values.ravel()[: layout.n_symbols]
     lost = int(np.sum(~np.resize(covered, layout.n_ofdm_symbols * o.n_data)[: layout.n_symbols])) * 2
     normalised = symbols_to_reals(symbols, n_values)
-    alignment = detection.gain / (np.sqrt(eta) * max(float(n_f.mean()), 1.0))
+    alignment = detection.gain  # the reference already holds sqrt(eta) * n_f per subcarrier
     residual = 0.0
     if len(cpe) >= 2:
         slope = np.polyfit(np.arange(len(cpe)) * o.symbol_length, np.unwrap(np.angle(cpe)), 1)[0]

@@ -56,15 +56,17 @@ class ChannelEstimates:
 def fractional_offset(left: np.ndarray, peak: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Sub-sample position of a sinc-shaped response from its peak bin and the two neighbours.
 
-    Returns f in [-0.5, 0.5]: the true peak lies at peak_index + f. Exact for an ideal sinc.
+    Returns f in [-0.5, 0.5]: the true peak lies at peak_index + f. For an ideal sinc,
+    sinc(1-f)/sinc(f) = f/(1-f) and sinc(1+f)/sinc(f) = -f/(1+f), so q = Re((R - L)/P) = 2f/(1-f^2)
+    and f = (sqrt(1+q^2) - 1)/q: exact, and continuous through f = 0 (choosing the larger
+    neighbour instead jumps by 2|f| when noise or a neighbour's tail flips which side is larger).
     """
-    p = np.abs(peak)
-    use_right = np.abs(right) >= np.abs(left)
-    side = np.where(use_right, np.abs(right), np.abs(left))
+    p = np.asarray(peak, dtype=np.complex128)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(p > 0, side / p, 0.0)
-    f = ratio / (1.0 + ratio)
-    return np.where(use_right, f, -f)
+        q = np.real((np.asarray(right) - np.asarray(left)) / p)
+        q = np.where(np.abs(p) > 0, q, 0.0)
+        f = np.where(np.abs(q) > 1e-12, (np.sqrt(1.0 + q * q) - 1.0) / q, q / 2.0)
+    return np.clip(f, -0.5, 0.5)
 
 
 def _sinc_gain(f: np.ndarray) -> np.ndarray:
@@ -116,6 +118,11 @@ def estimate_channels(
     frac = fractional_offset(edges[:, 0], taps[rows, peak], edges[:, 1])
     gains = taps[rows, peak] / _sinc_gain(frac)
     delays = (peak - PRECURSOR).astype(np.int64)
+    # A CFO of nu cycles/sample moves a root-1 Zadoff-Chu correlation peak by -nu*N samples (its
+    # delay-Doppler coupling): the shape in the bins is what it is (gains above use it), but the
+    # physical delay is the apparent one plus nu*N.
+    apparent = frac
+    frac = apparent + cfo * n
 
     # Wide response for frequency-selective use (OFDM): a fractional delay, or the converters'
     # band edge, spreads a response into slowly decaying tails that the cp-long window above cuts;

@@ -18,7 +18,7 @@ from functools import cached_property
 
 import numpy as np
 
-from airfl.modem.pilots import pilot_values
+from airfl.modem.pilots import centred_average, pilot_values
 from airfl.modem.sequences import next_prime, zadoff_chu
 
 OFDM_PREAMBLE_ROOT = 11
@@ -87,7 +87,7 @@ class OfdmLayout:
         """
         taps = np.atleast_2d(taps)
         lags = np.arange(taps.shape[1]) - precursor
-        if lags.max() + self.backoff >= self.cp + self.backoff or lags.min() + self.backoff < 0:
+        if lags.max() + self.backoff > self.cp or lags.min() + self.backoff < 0:
             raise ValueError("the channel response is longer than the OFDM cyclic prefix")
         return self.response_at(taps, lags)
 
@@ -142,6 +142,4 @@ def common_phase_errors(received: np.ndarray, expected: np.ndarray, layout: Ofdm
     num = np.sum(received[:, p] * np.conj(expected[:, p]), axis=1)
     den = np.sum(np.abs(expected[:, p]) ** 2, axis=1)
     raw = num / np.where(den > 0, den, 1.0)
-    width = max(1, min(smoothing, len(raw)))
-    padded = np.concatenate([np.full(width // 2, raw[0]), raw, np.full(width - 1 - width // 2, raw[-1])])
-    return np.convolve(padded, np.ones(width) / width, mode="valid")
+    return centred_average(raw, smoothing)

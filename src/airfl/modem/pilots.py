@@ -72,6 +72,33 @@ class PilotPattern:
         return out
 
 
+def centred_average(values: np.ndarray, width: int) -> np.ndarray:
+    """Local straight-line fit: each value replaced by a least-squares line through the `width`
+    nearest values (centred, shifted inwards at the ends), evaluated at its own position.
+
+    Follows a linear trend (a residual common CFO) without bias anywhere, and averages the same
+    number of values everywhere, ends included.
+    """
+    v = np.asarray(values, dtype=np.complex128)
+    n = len(v)
+    w = max(1, min(int(width), n))
+    if w <= 2:
+        return v.copy()
+    i = np.arange(n)
+    lo = np.clip(i - w // 2, 0, n - w)
+    hi = lo + w  # exclusive
+    x = i.astype(np.float64)
+    cs = lambda a: np.concatenate([[0.0], np.cumsum(a)])  # noqa: E731
+    s1, sx, sxx = float(w), cs(x), cs(x * x)
+    sv, sxv = cs(v), cs(x * v)
+    mx = (sx[hi] - sx[lo]) / s1
+    mv = (sv[hi] - sv[lo]) / s1
+    vx = (sxx[hi] - sxx[lo]) / s1 - mx * mx
+    cxv = (sxv[hi] - sxv[lo]) / s1 - mx * mv
+    slope = np.where(vx > 0, cxv / np.where(vx > 0, vx, 1.0), 0.0)
+    return mv + slope * (x - mx)
+
+
 @dataclass(frozen=True)
 class CommonGainTrack:
     """What pilot tracking measured: the common gain at each pilot (1 = no common error), the
@@ -83,7 +110,7 @@ class CommonGainTrack:
 
 
 def track_common_gain(
-    payload: np.ndarray, pattern: PilotPattern, data_gain: float, pilot_gain: float, smoothing: int = 16
+    payload: np.ndarray, pattern: PilotPattern, data_gain: float, pilot_gain: float, smoothing: int = 15
 ) -> tuple[np.ndarray, CommonGainTrack]:
     """Undo the nominal receive gain and the common gain error measured on the pilots.
 
@@ -99,16 +126,13 @@ def track_common_gain(
     if pattern.n_pilots == 0:
         return data, CommonGainTrack(np.ones(0, dtype=np.complex128), 0.0, float("nan"))
     raw = y[pattern.pilot_positions] / (expected * pilot_values(pattern.n_pilots))
-    width = max(1, min(smoothing, len(raw)))
-    kernel = np.ones(width) / width
-    padded = np.concatenate([np.full(width // 2, raw[0]), raw, np.full(width - 1 - width // 2, raw[-1])])
-    smooth = np.convolve(padded, kernel, mode="valid")
+    smooth = centred_average(raw, smoothing)
     pos = pattern.pilot_positions.astype(np.float64)
     where = pattern.data_positions.astype(np.float64)
     gain = np.interp(where, pos, smooth.real) + 1j * np.interp(where, pos, smooth.imag)
     corrected = data / gain
     residual = raw - smooth
-    noise = float(np.mean(np.abs(residual) ** 2)) if len(raw) > width else float("nan")
+    noise = float(np.mean(np.abs(residual) ** 2)) if len(raw) > smoothing else float("nan")
     signal = float(np.mean(np.abs(smooth) ** 2))
     snr_db = 10 * np.log10(signal / noise) if noise and noise > 0 else float("inf")
     if len(raw) >= 2:

@@ -18,12 +18,13 @@ import numpy as np
 def residual_cfo_variance(pilot_length: int, repeats: int, snr_linear: np.ndarray) -> np.ndarray:
     """Variance (cycles/sample)^2 of the period-to-period CFO estimate of `modem.estimate`.
 
-    Each period's correlation has phase variance 1/(2*N*snr); the phase difference of consecutive
-    periods averaged over repeats-1 pairs, divided by 2*pi*N.
+    Each period's correlation has phase variance 1/(2*N*snr). The estimator sums the products of
+    consecutive periods; their phase differences telescope to (phi_R - phi_1)/(R - 1), so the
+    variance is 1/(N*snr) / (R-1)^2 in radians^2, divided by (2*pi*N)^2.
     """
     pairs = max(repeats - 1, 1)
     snr = np.maximum(np.asarray(snr_linear, dtype=np.float64), 1e-12)
-    return 1.0 / ((2 * np.pi * pilot_length) ** 2 * pilot_length * pairs * snr)
+    return 1.0 / ((2 * np.pi * pilot_length) ** 2 * pilot_length * pairs**2 * snr)
 
 
 class CfoTracker:
