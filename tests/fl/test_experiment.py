@@ -36,3 +36,28 @@ def test_snr_definition():
     # P * E|h|^2 / sigma^2 = 20 dB with P = 0.1 and 10 dB path loss
     sigma2 = noise_power_for_snr(20.0, 0.1, 10.0)
     assert abs(sigma2 - 0.1 * 0.1 / 100.0) < 1e-15
+
+
+def test_lab_impairments_run_end_to_end(tmp_path):
+    """[channel] impairments = "lab" with OFDM: a short run learns like its ideal baseline, and the
+    resolved config (with keys left at None omitted) re-runs as it is."""
+    from airfl.fl.config import load_config as load
+
+    cfg = validate_config({
+        "seed": 0, "rounds": 3, "train": {"lr": 0.1},
+        "channel": {"impairments": "lab"},
+        "ota": {"waveform": "ofdm", "sounding_cp": 24, "sounding_min_shift": 40},
+    })
+    s = run_experiment(cfg, tmp_path, progress=False)
+    assert s["aggregation"]["failed_rounds"] == 0
+    assert abs(s["final"]["accuracy"] - s["baseline"]["accuracy"]) < 0.1
+    assert load(tmp_path / "config.toml") == cfg
+
+
+def test_impairments_need_a_longer_sounding_prefix(tmp_path):
+    """The lab preset's fractional delays and multipath need a sounding prefix beyond the integer delay."""
+    import pytest
+
+    cfg = validate_config({"rounds": 1, "channel": {"impairments": "lab", "max_delay_samples": 12}})
+    with pytest.raises(ValueError, match="sounding_cp"):
+        run_experiment(cfg, tmp_path, progress=False)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.console import Console
 
 from airfl.fl.aggregate import Aggregator, IdealAggregator, OverTheAirAggregator
 from airfl.fl.config import ExperimentConfig
 from airfl.fl.ota import OtaSettings, OverTheAirRound
 from airfl.modem import SoundingLayout, symbol_count
-from airfl.radio import AirConfig, ChannelConfig, LoopbackAir
+from airfl.radio import AirConfig, ChannelConfig, LoopbackAir, RadioConfig
+from airfl.radio.presets import LAB_RX_GAIN_DB, lab_impairments, uncalibrated_lab_impairments
 
 
 def noise_power_for_snr(snr_db: float, tx_power: float, path_loss_db: float) -> float:
@@ -41,6 +44,7 @@ def ota_settings(cfg: ExperimentConfig) -> OtaSettings:
         fractional_timing=o.fractional_timing,
         dc_correction=o.dc_correction,
         rx_iq_correction=o.rx_iq_correction,
+        center_freq_hz=cfg.channel.center_freq_hz,
         sounding_cp=o.sounding_cp,
         sounding_min_shift=o.sounding_min_shift,
         sounding_min_length=o.sounding_min_length,
@@ -52,31 +56,45 @@ def ota_settings(cfg: ExperimentConfig) -> OtaSettings:
     )
 
 
+def loopback_channel(cfg: ExperimentConfig) -> ChannelConfig:
+    """The loopback air's physics from the [channel] section (impairment preset included)."""
+    c = cfg.channel
+    noise = noise_power_for_snr(c.snr_db, cfg.ota.tx_power, c.path_loss_db) if c.noise else 0.0
+    if c.impairments == "lab":
+        base = lab_impairments()
+    elif c.impairments == "lab_uncalibrated":
+        base = uncalibrated_lab_impairments()
+    else:
+        base = ChannelConfig()
+    return replace(
+        base,
+        path_loss_db=c.path_loss_db,
+        path_loss_spread_db=c.path_loss_spread_db,
+        fading=c.fading,
+        rician_k_db=c.rician_k_db,
+        coherence_time_s=c.coherence_time_s,
+        max_delay_samples=c.max_delay_samples,
+        noise_power=noise,
+    )
+
+
 def loopback_aggregator(cfg: ExperimentConfig, n_clients: int) -> OverTheAirAggregator:
     """Over-the-air aggregation on an emulated air built from the [channel] section."""
     c = cfg.channel
-    if cfg.ota.sounding_cp < c.max_delay_samples:
+    margin = 8 if c.impairments != "none" else 0  # fractional delay and multipath taps need room
+    if cfg.ota.sounding_cp < c.max_delay_samples + margin:
         raise ValueError(
             f"ota.sounding_cp ({cfg.ota.sounding_cp}) must cover channel.max_delay_samples "
-            f"({c.max_delay_samples}) or client delays cannot be measured"
+            f"({c.max_delay_samples}){' + 8 for the impairments' if margin else ''} or client delays cannot "
+            "be measured; e.g. ota.sounding_cp=24 ota.sounding_min_shift=40"
         )
-    noise = noise_power_for_snr(c.snr_db, cfg.ota.tx_power, c.path_loss_db) if c.noise else 0.0
-    air = LoopbackAir(
-        AirConfig(
-            seed=cfg.seed,
-            sample_rate_hz=c.sample_rate_hz,
-            channel=ChannelConfig(
-                path_loss_db=c.path_loss_db,
-                path_loss_spread_db=c.path_loss_spread_db,
-                fading=c.fading,
-                coherence_time_s=c.coherence_time_s,
-                max_delay_samples=c.max_delay_samples,
-                noise_power=noise,
-            ),
-        )
-    )
+    air = LoopbackAir(AirConfig(seed=cfg.seed, sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz,
+                                channel=loopback_channel(cfg)))
     clients = [air.radio(f"client{k}") for k in range(n_clients)]
-    protocol = OverTheAirRound(clients, air.radio("server"), c.sample_rate_hz, ota_settings(cfg))
+    server = air.radio("server")
+    rx_gain = c.rx_gain_db if c.rx_gain_db is not None else (LAB_RX_GAIN_DB if c.impairments != "none" else 0.0)
+    server.configure(RadioConfig(sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz, rx_gain_db=rx_gain))
+    protocol = OverTheAirRound(clients, server, c.sample_rate_hz, ota_settings(cfg))
     return OverTheAirAggregator(protocol)
 
 

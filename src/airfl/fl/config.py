@@ -60,11 +60,21 @@ class ChannelSection(_Section):
     snr_db: float = Field(20.0, ge=-30, le=100, description="average receive SNR per client (dB)")
     path_loss_db: float = Field(0.0, ge=0, le=200, description="mean link loss (dB)")
     path_loss_spread_db: float = Field(0.0, ge=0, le=60)
-    fading: Literal["none", "rayleigh"] = "rayleigh"
+    fading: Literal["none", "rayleigh", "rician"] = "rayleigh"
+    rician_k_db: float = Field(6.0, ge=-20, le=40, description="Rician K-factor (dB), with fading = rician")
     coherence_time_s: float = Field(0.02, gt=0)
     max_delay_samples: int = Field(8, ge=0, le=4096)
     sample_rate_hz: float = Field(1e6, gt=0, le=61.44e6)
+    center_freq_hz: float = Field(2.4e9, gt=0, le=100e9, description="carrier: sets CFO in Hz from ppm")
     noise: bool = Field(True, description="false turns receiver noise off (exact aggregation)")
+    impairments: Literal["none", "lab", "lab_uncalibrated"] = Field(
+        "none",
+        description="radio impairments on top of fading and delays: 'lab' = every impairment at bench "
+        "values after xo_correction (airfl.radio.presets.lab_impairments), 'lab_uncalibrated' = +-25 ppm",
+    )
+    rx_gain_db: float | None = Field(
+        None, ge=-40, le=80, description="receiver gain before the ADC (dB); default -10 with impairments, else 0"
+    )
 
 
 class OtaSection(_Section):

@@ -121,6 +121,14 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
 class RunDirectory:
     """One experiment's output folder."""
 
@@ -129,7 +137,9 @@ class RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
 
     def write_config(self, cfg: ExperimentConfig) -> None:
-        (self.path / "config.toml").write_text(tomli_w.dumps(cfg.model_dump(mode="json")), encoding="utf-8")
+        """The resolved config as TOML. TOML has no null: keys left at None (their default) are
+        omitted, so reading the file back gives the same config."""
+        (self.path / "config.toml").write_text(tomli_w.dumps(_drop_none(cfg.model_dump(mode="json"))), encoding="utf-8")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         (self.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
