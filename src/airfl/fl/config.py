@@ -106,7 +106,7 @@ class OtaSection(_Section):
     rx_iq_correction: bool = False
     sounding_cp: int = Field(16, ge=0, le=4096)
     sounding_min_shift: int = Field(32, ge=4, le=65536)
-    sounding_min_length: int = Field(127, ge=3, le=1_000_003)
+    sounding_min_length: int = Field(251, ge=3, le=1_000_003)
     preamble_length: int = Field(127, ge=15, le=65535)
     guard_samples: int = Field(32, ge=0, le=65536)
     lead_samples: int = Field(64, ge=1)

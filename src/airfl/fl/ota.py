@@ -103,7 +103,7 @@ class OtaSettings:
     truncation_threshold_db: float | None = -10.0
     sounding_cp: int = 16
     sounding_min_shift: int = 32
-    sounding_min_length: int = 127
+    sounding_min_length: int = 251
     sounding_repeats: int = 4
     preamble_length: int = 127
     pilot_spacing: int = 32

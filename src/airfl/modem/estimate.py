@@ -130,7 +130,12 @@ def estimate_channels(
     half = max(PRECURSOR + 1, (layout.shift - layout.cp // 2) // 2)
     lags = np.arange(-half, half + 1)
     wide_index = (starts[:, None] + delays[:, None] + lags[None, :]) % n
-    wide = np.einsum("rkw,rk->kw", corr[:, wide_index], derotate) / (layout.repeats * pilot_amplitude)
+    # The transmitters' LO leakage (a DC offset while they send) correlates with the sequence into
+    # the same value in every bin of every period; over a wide window that constant becomes a bump
+    # on the subcarriers next to DC. Measure it on the noise-only bins, averaged over the periods
+    # (a client's leakage under residual CFO rotates between periods, a DC does not), and remove it.
+    dc_bias = complex(corr[:, noise_mask].mean()) if layout.repeats >= 2 and noise_mask.any() else 0j
+    wide = np.einsum("rkw,rk->kw", corr[:, wide_index] - dc_bias, derotate) / (layout.repeats * pilot_amplitude)
 
     noise_bins = corr[:, noise_mask]
     noise_power = float(n * np.mean(np.abs(noise_bins) ** 2)) if noise_bins.size else 0.0
