@@ -35,3 +35,11 @@ def test_written_recording_validates_with_sigmf(tmp_path):
 def test_missing_recording_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no SigMF recording"):
         read_recording(tmp_path / "absent")
+
+
+def test_writing_again_replaces_the_pair(tmp_path):
+    """Re-writing a recording replaces both files together (the checksum matches the new data)."""
+    write_recording(tmp_path / "r", Recording(np.ones(8, dtype=complex), 1e6))
+    write_recording(tmp_path / "r", Recording(np.full(16, 2.0, dtype=complex), 1e6))
+    back = read_recording(tmp_path / "r")
+    assert len(back.samples) == 16 and np.all(back.samples == 2.0)

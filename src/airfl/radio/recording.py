@@ -51,7 +51,7 @@ def _base(path: str | Path) -> Path:
 
 
 def write_recording(path: str | Path, rec: Recording) -> Path:
-    """Write PATH.sigmf-data and PATH.sigmf-meta; returns the .sigmf-meta path."""
+    """Write PATH.sigmf-data and PATH.sigmf-meta (replacing an existing pair); returns the .sigmf-meta path."""
     import sigmf  # noqa: PLC0415 - keeps `import airfl.radio` light
     from sigmf import SigMFFile  # noqa: PLC0415
 
@@ -84,7 +84,7 @@ def write_recording(path: str | Path, rec: Recording) -> Path:
         meta.add_annotation(int(a.sample_start), int(a.sample_count), metadata=info)
     meta.validate()
     meta_path = base.with_name(base.name + ".sigmf-meta")
-    meta.tofile(str(meta_path))
+    meta.tofile(str(meta_path), overwrite=True)  # the data file was just rewritten: keep the pair consistent
     return meta_path
 
 
