@@ -62,6 +62,17 @@ class PilotPattern:
         mask[self.pilot_positions] = False
         return np.flatnonzero(mask)
 
+    @cached_property
+    def interpolation(self) -> tuple[np.ndarray, np.ndarray]:
+        """For each data symbol: the index of the pilot before it and its fractional position
+        towards the next pilot (for linear interpolation of the tracked gain)."""
+        pos = self.pilot_positions
+        left = np.clip(np.searchsorted(pos, self.data_positions) - 1, 0, max(len(pos) - 2, 0))
+        if len(pos) < 2:
+            return left, np.zeros(len(left))
+        frac = (self.data_positions - pos[left]) / (pos[left + 1] - pos[left])
+        return left.astype(np.int64), frac.astype(np.float64)
+
     def insert(self, data: np.ndarray) -> np.ndarray:
         """Data symbols -> payload with pilots in place."""
         if len(data) != self.n_data:
@@ -128,8 +139,11 @@ def track_common_gain(
     raw = y[pattern.pilot_positions] / (expected * pilot_values(pattern.n_pilots))
     smooth = centred_average(raw, smoothing)
     pos = pattern.pilot_positions.astype(np.float64)
-    where = pattern.data_positions.astype(np.float64)
-    gain = np.interp(where, pos, smooth.real) + 1j * np.interp(where, pos, smooth.imag)
+    left, frac = pattern.interpolation
+    if len(smooth) >= 2:
+        gain = smooth[left] + (smooth[left + 1] - smooth[left]) * frac  # linear between pilots
+    else:
+        gain = np.full(len(left), smooth[0])
     corrected = data / gain
     residual = raw - smooth
     noise = float(np.mean(np.abs(residual) ** 2)) if len(raw) > smoothing else float("nan")
