@@ -27,7 +27,7 @@ $(PY):
 # Python packages: ranges live in pyproject.toml, pins (CPU torch) in constraints.txt.
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt "torch==2.13.0" 2>&1 | { $(QUIET_PIP); }
-	$(PIP) install -q -c constraints.txt -e ".[test,pluto]" 2>&1 | { $(QUIET_PIP); }
+	$(PIP) install -q -c constraints.txt -e ".[test,pluto,lora]" 2>&1 | { $(QUIET_PIP); }
 	touch $(STAMP)
 
 # Radio drivers from Debian (libiio for Pluto, SoapySDR), installed when we are root with apt.

@@ -20,19 +20,28 @@ from airfl.fl.models import get_flat, set_flat
 
 @dataclass(frozen=True)
 class LocalTraining:
-    """Client-side SGD: epochs over the local set, mini-batch size, learning rate, momentum."""
+    """Client-side training: epochs over the local set, mini-batch size, learning rate, SGD
+    momentum, and the optimizer ("sgd" or "adam"; shared with the LoRA trainer)."""
 
     epochs: int = 2
     batch_size: int = 16
     lr: float = 0.05
     momentum: float = 0.0
+    optimizer: str = "sgd"
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: LocalTraining) -> torch.optim.Optimizer:
+    """A fresh optimizer for one round of local training (no state carries across rounds)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
 
 
 def local_train(model: nn.Module, data: ClientData, cfg: LocalTraining, generator: torch.Generator) -> float:
     """Train `model` in place on one client's data; returns the mean training loss."""
     x = torch.from_numpy(data.x)
     y = torch.from_numpy(data.y)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     total, count = 0.0, 0
