@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from airfl.fl.config_lora import LoraSectionConfig
+from airfl.fl.config_meta import MetaConfig
+
 
 class ConfigError(ValueError):
     """A configuration the user wrote is invalid; str(error) is one sentence for the user."""
@@ -143,13 +146,15 @@ class ExperimentConfig(_Section):
     name: str = "experiment"
     seed: int = Field(0, ge=0, lt=2**32)
     rounds: int = Field(30, ge=1, le=100_000)
-    algorithm: Literal["fedavg"] = "fedavg"
+    algorithm: Literal["fedavg", "meta", "lora"] = "fedavg"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     channel: ChannelSection = Field(default_factory=ChannelSection)
     ota: OtaSection = Field(default_factory=OtaSection)
+    meta: MetaConfig = Field(default_factory=MetaConfig)
+    lora: LoraSectionConfig = Field(default_factory=LoraSectionConfig)
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

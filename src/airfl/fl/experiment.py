@@ -12,12 +12,16 @@ from rich.console import Console
 from airfl.fl.config import ExperimentConfig
 from airfl.fl.rundir import RunDirectory
 from airfl.fl.runners.fedavg import run_fedavg
+from airfl.fl.runners.lora import run_lora
+from airfl.fl.runners.meta import run_meta
 
 Runner = Callable[[ExperimentConfig, RunDirectory, Console, bool], dict[str, Any]]
 
 # One entry per algorithm family; a new family adds its runner module and one line here.
 RUNNERS: dict[str, Runner] = {
     "fedavg": run_fedavg,
+    "lora": run_lora,
+    "meta": run_meta,
 }
 
 
