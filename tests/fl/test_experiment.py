@@ -61,3 +61,13 @@ def test_impairments_need_a_longer_sounding_prefix(tmp_path):
     cfg = validate_config({"rounds": 1, "channel": {"impairments": "lab", "max_delay_samples": 12}})
     with pytest.raises(ValueError, match="sounding_cp"):
         run_experiment(cfg, tmp_path, progress=False)
+
+
+def test_virtual_timing_mode_runs_fedavg(tmp_path):
+    """ota.timing_mode = "virtual": emulated clients summed and sent by one transmitter over one RF
+    link (the two-radio lab); learns like its baseline."""
+    cfg = validate_config({"seed": 0, "rounds": 4, "train": {"lr": 0.1}, "ota": {"timing_mode": "virtual"}})
+    s = run_experiment(cfg, tmp_path, progress=False)
+    assert s["aggregation"]["failed_rounds"] == 0
+    assert abs(s["final"]["accuracy"] - s["baseline"]["accuracy"]) < 0.1
+    assert abs(s["aggregation"]["nmse_db_mean"] - s["aggregation"]["nmse_db_theory"]) < 1.5

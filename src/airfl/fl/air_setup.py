@@ -12,6 +12,7 @@ from airfl.fl.ota import OtaSettings, OverTheAirRound
 from airfl.modem import SoundingLayout, symbol_count
 from airfl.radio import AirConfig, ChannelConfig, LoopbackAir, RadioConfig
 from airfl.radio.presets import LAB_RX_GAIN_DB, lab_impairments, uncalibrated_lab_impairments
+from airfl.radio.virtual import VirtualClients
 
 
 def noise_power_for_snr(snr_db: float, tx_power: float, path_loss_db: float) -> float:
@@ -88,12 +89,30 @@ def loopback_aggregator(cfg: ExperimentConfig, n_clients: int) -> OverTheAirAggr
             f"({c.max_delay_samples}){' + 8 for the impairments' if margin else ''} or client delays cannot "
             "be measured; e.g. ota.sounding_cp=24 ota.sounding_min_shift=40"
         )
+    channel = loopback_channel(cfg)
+    rx_gain = c.rx_gain_db if c.rx_gain_db is not None else (LAB_RX_GAIN_DB if c.impairments != "none" else 0.0)
+    rx_config = RadioConfig(sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz, rx_gain_db=rx_gain)
+    if cfg.ota.timing_mode == "virtual":
+        # The two-radio lab: the clients' channels (fading, delays) are emulated and summed; one
+        # transmitter sends the sum over one RF link, which carries the noise and radio impairments.
+        rf = LoopbackAir(AirConfig(seed=cfg.seed, sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz,
+                                   channel=replace(channel, fading="none", max_delay_samples=0)))
+        virtual_air = AirConfig(
+            seed=cfg.seed + 1, sample_rate_hz=c.sample_rate_hz,
+            channel=ChannelConfig(path_loss_db=c.path_loss_db, path_loss_spread_db=c.path_loss_spread_db,
+                                  fading=c.fading, rician_k_db=c.rician_k_db, coherence_time_s=c.coherence_time_s,
+                                  max_delay_samples=c.max_delay_samples),
+        )
+        bank = VirtualClients(n_clients, rf.radio("tx"), virtual_air)
+        server_radio = rf.radio("rx")
+        server_radio.configure(rx_config)
+        protocol = OverTheAirRound(bank.clients, bank.receiver(server_radio), c.sample_rate_hz, ota_settings(cfg))
+        return OverTheAirAggregator(protocol)
     air = LoopbackAir(AirConfig(seed=cfg.seed, sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz,
-                                channel=loopback_channel(cfg)))
+                                channel=channel))
     clients = [air.radio(f"client{k}") for k in range(n_clients)]
     server = air.radio("server")
-    rx_gain = c.rx_gain_db if c.rx_gain_db is not None else (LAB_RX_GAIN_DB if c.impairments != "none" else 0.0)
-    server.configure(RadioConfig(sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz, rx_gain_db=rx_gain))
+    server.configure(rx_config)
     protocol = OverTheAirRound(clients, server, c.sample_rate_hz, ota_settings(cfg))
     return OverTheAirAggregator(protocol)
 

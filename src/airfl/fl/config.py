@@ -91,6 +91,11 @@ class OtaSection(_Section):
     )
     truncation_threshold_db: float = Field(-10.0, ge=-60, le=20)
     waveform: Literal["single_carrier", "ofdm"] = "single_carrier"
+    timing_mode: Literal["timed", "virtual"] = Field(
+        "timed",
+        description="timed: every client its own radio with timed bursts; virtual: the clients are "
+        "emulated, summed, and sent by one transmitter over one RF link (the two-radio lab)",
+    )
     pilot_spacing: int = Field(32, ge=0, le=1_000_000, description="single carrier: data symbols per pilot")
     sounding_repeats: int = Field(4, ge=1, le=16, description="pilot periods; >= 2 measures each client's CFO")
     ofdm_fft: int = Field(64, ge=8, le=4096)
