@@ -236,7 +236,7 @@ def figure(results: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path
     import matplotlib.pyplot as plt
 
     labels = [c for c, _ in CONDITIONS]
-    colours = dict(zip(labels, ["black", "tab:grey", "tab:blue", "tab:green", "tab:orange", "tab:red", "tab:purple"]))
+    colours = dict(zip(labels, ["black", "tab:brown", "tab:blue", "tab:green", "tab:orange", "tab:red", "tab:purple"]))
     fig, ((ax_conv, ax_diff), (ax_gap, ax_new)) = plt.subplots(2, 2, figsize=(13, 9), dpi=110)
     seeds = sorted({r["seed"] for r in results})
     by = {(r["label"], r["seed"]): r for r in results}

@@ -85,7 +85,7 @@ def test_batched_personalisation_equals_per_task_adaptation(steps):
     """personalised_scores (batched autograd) = maml.adapt (torch.func) task by task."""
     model, tasks = _tiny(3, [8, 8]), _tasks(4, seed=3)
     theta = model.initial()
-    scores = personalised_scores(model, theta, tasks, "regression", steps, 0.02)
+    scores = personalised_scores(model, theta, tasks, "regression", steps, 0.02, backtracking=False)
     losses = [
         float(task_loss(model, adapt(model, theta, tasks.support_x[t], tasks.support_y[t], "regression", steps, 0.02),
                         tasks.query_x[t], tasks.query_y[t], "regression"))
@@ -93,3 +93,25 @@ def test_batched_personalisation_equals_per_task_adaptation(steps):
     ]
     assert scores.loss == pytest.approx(float(np.mean(losses)), rel=1e-12)
     assert scores.accuracy is None and scores.steps == steps
+
+
+def test_backtracking_personalisation_never_raises_the_support_loss():
+    """With a step size far too large, plain steps blow up; backtracking halves the step instead,
+    so every task's support loss never rises and the query loss stays finite. With a small step
+    nothing is rejected and both agree."""
+    model, tasks = _tiny(4, [16, 16]), _tasks(6, seed=4)
+    theta = model.initial()
+    start = personalised_scores(model, theta, to_support_as_query(tasks), "regression", 0, 1.0)
+    plain = personalised_scores(model, theta, tasks, "regression", 5, 1.0, backtracking=False)
+    safe = personalised_scores(model, theta, to_support_as_query(tasks), "regression", 5, 1.0, backtracking=True)
+    assert not plain.loss < 1e3  # diverged (or NaN)
+    assert safe.loss <= start.loss
+    small = [personalised_scores(model, theta, tasks, "regression", 3, 1e-3, backtracking=b).loss for b in (True, False)]
+    assert small[0] == pytest.approx(small[1], rel=1e-12)
+
+
+def to_support_as_query(tasks):
+    """The same tasks scored on their support sets (to read the support loss back)."""
+    from airfl.fl.algorithms.maml import TorchTasks
+
+    return TorchTasks(tasks.support_x, tasks.support_y, tasks.support_x, tasks.support_y)

@@ -51,6 +51,9 @@ class MetaConfig(BaseModel):
     new_agent_tasks: int = Field(5, ge=1, le=1000)
     personalise_steps: int = Field(5, ge=0, le=1000, description="fine-tuning steps on a new agent's support set")
     personalise_lr: float = Field(0.01, gt=0, le=10)
+    personalise_backtracking: bool = Field(
+        True, description="halve the step instead of taking one that raises the agent's own support loss"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MetaConfig:

@@ -52,6 +52,7 @@ class MetaSettings:
     clip_norm: float = 0.0  # L2 bound on each agent's meta-gradient (0: none)
     personalise_steps: int = 5
     personalise_lr: float = 0.01
+    personalise_backtracking: bool = True
 
     def outer_lr_at(self, t: int) -> float:
         """beta_t for round t (1-based)."""
@@ -127,11 +128,12 @@ class MetaPfl:
         s = self.settings
         with torch.no_grad():
             train_loss = float(meta_loss(self.model, th, self.eval_train, self.kind, s.inner_steps, s.inner_lr))
-        return Evaluation(
-            train_loss,
-            personalised_scores(self.model, th, self.eval_train, self.kind, s.personalise_steps, s.personalise_lr),
-            personalised_scores(self.model, th, self.eval_new, self.kind, s.personalise_steps, s.personalise_lr),
-        )
+        def personalise(tasks: TorchTasks) -> Scores:
+            return personalised_scores(
+                self.model, th, tasks, self.kind, s.personalise_steps, s.personalise_lr, s.personalise_backtracking
+            )
+
+        return Evaluation(train_loss, personalise(self.eval_train), personalise(self.eval_new))
 
     def round(self, t: int) -> MetaRound:
         """Run round t (1-based): select, compute, encode, aggregate, decode, update, evaluate."""

@@ -33,8 +33,10 @@ from airfl.fl.rundir import RunDirectory, aggregation_record, run_rounds, to_db
 
 def meta_settings(m: MetaConfig) -> MetaSettings:
     return MetaSettings(
-        m.variant, m.inner_steps, m.inner_lr, m.outer_lr, m.lr_schedule, m.lr_decay_rounds, m.agents_per_round, m.clip_norm,
-        m.personalise_steps, m.personalise_lr,
+        variant=m.variant, inner_steps=m.inner_steps, inner_lr=m.inner_lr, outer_lr=m.outer_lr,
+        lr_schedule=m.lr_schedule, lr_decay_rounds=m.lr_decay_rounds, agents_per_round=m.agents_per_round,
+        clip_norm=m.clip_norm, personalise_steps=m.personalise_steps, personalise_lr=m.personalise_lr,
+        personalise_backtracking=m.personalise_backtracking,
     )
 
 
