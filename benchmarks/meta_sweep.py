@@ -162,11 +162,11 @@ def analyse(results: list[dict[str, Any]], tail: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _pm(value: tuple[float, float] | None, spec: str = ".3f") -> str:
+def _pm(value: tuple[float, float] | None, spec: str = ".3f", sep: str = " ± ") -> str:
     if value is None:
         return "—"
     mean, half = value
-    return f"{mean:{spec}} ± {half:{spec}}" if np.isfinite(half) else f"{mean:{spec}}"
+    return f"{mean:{spec}}{sep}{half:{spec}}" if np.isfinite(half) else f"{mean:{spec}}"
 
 
 # (key, markdown header, short header for the terminal, format)
@@ -185,14 +185,14 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _cells(row: dict[str, Any]) -> list[str]:
+def _cells(row: dict[str, Any], compact: bool = False) -> list[str]:
     cells = []
     for key, _, _, spec in COLUMNS:
         value = row[key]
         exact = key in ("nmse_db", "recovery_nmse_db") and value is not None and value[0] < -200
-        cell = "exact" if exact else _pm(value, spec)
+        cell = "exact" if exact else _pm(value, spec, "±" if compact else " ± ")
         if key == "rounds_to_target" and row["reached_target"] < row["seeds"]:
-            cell += f" ({row['reached_target']}/{row['seeds']} seeds)"
+            cell += f" ({row['reached_target']}/{row['seeds']})" if compact else f" ({row['reached_target']}/{row['seeds']} seeds)"
         cells.append(cell)
     return cells
 
@@ -214,7 +214,7 @@ def rich_table(rows: list[dict[str, Any]], title: str) -> Any:
     for _, _, short, _ in COLUMNS:
         table.add_column(short, justify="right")
     for row in rows:
-        table.add_row(row["condition"], *_cells(row))
+        table.add_row(row["condition"], *_cells(row, compact=True))
     return table
 
 
@@ -354,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         out_console = Console()
         out_console.print(rich_table(rows, title))
-        out_console.print(f"figure: {fig_path}\ntable: {out / 'meta_sweep.md'}\nwall time: {wall:.1f} s "
+        out_console.print(f"figure: {fig_path}\ntable: {out / 'meta_sweep.md'}\n{timing} "
                           f"(load average {load_before[0]:.1f} -> {load_after[0]:.1f})")
     return 0
 

@@ -105,3 +105,22 @@ def test_bad_meta_values_give_one_sentence(meta, must_contain):
     assert "\n" not in message and message.endswith(".")
     for fragment in must_contain:
         assert fragment in message
+
+
+def test_selected_devices_map_one_persistent_round_to_the_selection():
+    """Only the selected agents' radios take part; the others are handed to the round as never-sent
+    updates, and the stats come back as positions among the selected agents."""
+    import numpy as np
+    from rich.console import Console
+
+    from airfl.fl.runners.meta import SelectedDevices, device_aggregators
+
+    cfg = _cfg(channel={"noise": False}, ota={"power_control": "full"})
+    for_devices = device_aggregators(cfg, 6, 10, Console(quiet=True))
+    first, second = for_devices([1, 4]), for_devices([0, 2, 5])
+    assert isinstance(first, SelectedDevices) and first.inner is second.inner  # one round protocol, kept
+    updates = [np.arange(10.0), -np.arange(10.0) + 3]
+    estimate, stats = first.aggregate(updates, [1.0, 3.0])
+    assert stats.participants == [0, 1] and stats.rejected == [] and stats.truncated == []
+    assert sorted(first.inner.last.rejected) == [0, 2, 3, 5]  # never transmitted
+    np.testing.assert_allclose(estimate, 0.25 * updates[0] + 0.75 * updates[1], atol=1e-9)

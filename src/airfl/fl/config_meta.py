@@ -37,10 +37,13 @@ class MetaConfig(BaseModel):
     agents_per_round: int = Field(5, ge=1, le=1000, description="devices selected at random every round")
     clip_norm: float = Field(
         0.0, ge=0,
-        description="L2 bound on each agent's meta-gradient and transmitted vector; the server projects its estimate onto it (0: off)",
+        description="L2 bound on each agent's meta-gradient and transmitted vector; "
+        "the server projects its estimate onto it (0: off)",
     )
     # uplink: sparsification with error feedback, then linear compression shared by seed
-    topk_fraction: float = Field(1.0, gt=0, le=1, description="share of entries each agent keeps (1: no sparsification)")
+    topk_fraction: float = Field(
+        1.0, gt=0, le=1, description="share of entries each agent keeps (1: no sparsification)"
+    )
     error_feedback: bool = Field(True, description="keep what top-k dropped and add it next round")
     compression: Literal["none", "gaussian", "dft"] = Field("none", description="linear sketch sent on the air")
     compression_ratio: float = Field(0.5, gt=0, le=1, description="sketch length / model size")
@@ -58,7 +61,9 @@ class MetaConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> MetaConfig:
         if self.agents_per_round > self.agents:
-            raise ValueError(f"meta.agents_per_round ({self.agents_per_round}) cannot exceed meta.agents ({self.agents})")
+            raise ValueError(
+                f"meta.agents_per_round ({self.agents_per_round}) cannot exceed meta.agents ({self.agents})"
+            )
         if self.compression != "none" and self.topk_fraction >= 1:
             raise ValueError(
                 "meta.compression needs sparse updates to recover: set meta.topk_fraction below 1 "

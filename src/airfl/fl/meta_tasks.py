@@ -76,7 +76,9 @@ def sine_agent_centres(n_agents: int, rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0.0, 1.0, (n_agents, 2))
 
 
-def sine_task_parameters(centre: np.ndarray, n_tasks: int, heterogeneity: float, rng: np.random.Generator) -> np.ndarray:
+def sine_task_parameters(
+    centre: np.ndarray, n_tasks: int, heterogeneity: float, rng: np.random.Generator
+) -> np.ndarray:
     """(amplitude, phase) per task, shape (n_tasks, 2): lo + (hi - lo) (h c + (1 - h) u)."""
     u = rng.uniform(0.0, 1.0, (n_tasks, 2))
     mix = heterogeneity * centre[None, :] + (1.0 - heterogeneity) * u
@@ -103,7 +105,8 @@ def sine_agents(
     agents = []
     for _ in range(n_agents):
         centre = sine_agent_centres(1, rng)[0]
-        agents.append(sine_tasks(sine_task_parameters(centre, tasks_per_agent, heterogeneity, rng), support, query, rng))
+        params = sine_task_parameters(centre, tasks_per_agent, heterogeneity, rng)
+        agents.append(sine_tasks(params, support, query, rng))
     return agents
 
 

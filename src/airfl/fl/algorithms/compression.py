@@ -208,7 +208,9 @@ def iht(sketch: Sketch, y: np.ndarray, s: int, iterations: int, tol: float = 1e-
     return least_squares_on_support(sketch, y, np.flatnonzero(x), x)
 
 
-def amp(sketch: Sketch, y: np.ndarray, s: int, iterations: int, alpha: float = AMP_ALPHA, tol: float = 1e-12) -> np.ndarray:
+def amp(
+    sketch: Sketch, y: np.ndarray, s: int, iterations: int, alpha: float = AMP_ALPHA, tol: float = 1e-12
+) -> np.ndarray:
     """Approximate message passing (Donoho, Maleki, Montanari 2009): soft thresholding at
     alpha * ||z|| / sqrt(m) (the residual's estimate of the effective noise level) with the Onsager
     term, then least squares on the s largest entries."""

@@ -134,8 +134,16 @@ def meta_table(summary: dict[str, Any]) -> Table:
         ("accuracy", "new agents' accuracy"),
     ]:
         table.add_row(label, fmt(meta["final"][key]), fmt(base.get(key)))
+    tail, base_tail = meta["tail"], meta.get("baseline_tail") or {}
+    n = meta["tail_rounds"]
+    for key, label in [
+        ("meta_train_loss", f"meta-training loss, mean of last {n} rounds"),
+        ("loss", f"new agents' loss, mean of last {n} rounds"),
+        ("generalisation_gap", f"generalisation gap, mean of last {n} rounds"),
+    ]:
+        table.add_row(label, fmt(tail[key]), fmt(base_tail.get(key)))
     table.add_row("new agents from scratch, same steps", fmt(meta["scratch"]["loss"]), "")
-    table.add_row("margin: scratch - meta-trained", fmt(meta["margin_vs_scratch"]), "")
+    table.add_row("margin: scratch - meta-trained (last round)", fmt(meta["margin_vs_scratch"]), "")
     return table
 
 
@@ -171,6 +179,7 @@ def run_meta(cfg: ExperimentConfig, rundir: RunDirectory, console: Console, prog
     def extra(records: list[dict[str, Any]]) -> dict[str, Any]:
         keys = ("meta_train_loss", "train_agents_loss", "loss", "generalisation_gap", "accuracy")
         last = records[-1]
+        tail = records[-max(1, len(records) // 10):]  # one round is noisy: also the mean of the last 10%
         return {
             "model_parameters": main_run.model.n_params,
             "uplink_values_per_agent": main_run.codec.n_values,
@@ -178,6 +187,11 @@ def run_meta(cfg: ExperimentConfig, rundir: RunDirectory, console: Console, prog
                 "task": cfg.meta.task,
                 "variant": cfg.meta.variant,
                 "final": {k: last[k] for k in keys},
+                "tail_rounds": len(tail),
+                "tail": {k: _mean_of(tail, k) for k in keys},
+                "baseline_tail": (
+                    {k: _mean_of([r["baseline"] for r in tail], k) for k in keys} if "baseline" in last else None
+                ),
                 "baseline": {k: last["baseline"][k] for k in keys} if "baseline" in last else None,
                 "start": _scores(start),
                 "scratch": {"loss": scratch.loss, "accuracy": scratch.accuracy, "steps": scratch.steps},
