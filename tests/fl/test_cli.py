@@ -58,3 +58,28 @@ def test_devices_lists_radios_or_says_none(capsys):
     assert isinstance(listing, list)
     for entry in listing:
         assert {"backend", "uri", "hardware_time", "cyclic_only", "full_duplex", "notice"} <= set(entry)
+
+
+def test_calibrate_runs_a_procedure_and_writes_the_profile(tmp_path, capsys):
+    out = tmp_path / "cal"
+    code = main(["calibrate", "noise_floor", "--radio", "loopback://c/server", "--out", str(out),
+                 "-o", "gains_db=-20,0", "-o", "n_samples=4096"])
+    assert code == 0
+    assert (out / "profile.json").is_file() and (out / "noise_floor" / "report.txt").is_file()
+    assert "recommended_rx_gain_db" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["-o", "bogus=1"], "has no option 'bogus'"),
+        (["-o", "n_samples=abc"], "n_samples='abc'"),
+        (["-o", "n_samples=10"], "n_samples must be >= 256"),
+        (["--air", "moon"], "unknown air preset"),
+    ],
+)
+def test_calibrate_mistakes_are_one_sentence(tmp_path, capsys, argv, fragment):
+    code = main(["calibrate", "noise_floor", "--radio", "loopback://c/server", "--out", str(tmp_path), *argv])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1

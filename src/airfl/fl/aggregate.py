@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from airfl.fl.ota import OverTheAirRound, RoundResult, split_finite
+from airfl.radio.base import Radio
 
 
 @dataclass
@@ -59,6 +60,13 @@ def weighted_mean(updates: Sequence[np.ndarray], weights: Sequence[float], clien
     return (w / w.sum()) @ stacked
 
 
+def close_aggregator(aggregator: Aggregator) -> None:
+    """Close what an aggregator holds open (radios), if it holds anything."""
+    close = getattr(aggregator, "close", None)
+    if callable(close):
+        close()
+
+
 class IdealAggregator:
     """Exact weighted mean: the baseline with no channel. Non-finite updates are left out too."""
 
@@ -81,9 +89,16 @@ def _nmse(estimate: np.ndarray, exact: np.ndarray) -> float:
 class OverTheAirAggregator:
     """Analog over-the-air aggregation through `OverTheAirRound` (loopback or real radios)."""
 
-    def __init__(self, round_protocol: OverTheAirRound):
+    def __init__(self, round_protocol: OverTheAirRound, owned: Sequence[Radio] = ()):
         self.round = round_protocol
         self.last: RoundResult | None = None
+        self._owned = list(owned)
+
+    def close(self) -> None:
+        """Close the radios this aggregator opened (buffers torn down, cyclic transmissions stopped)."""
+        owned, self._owned = self._owned, []
+        for radio in owned:
+            radio.close()
 
     def aggregate(
         self, updates: Sequence[np.ndarray], weights: Sequence[float]

@@ -12,6 +12,8 @@ from airfl.fl.ota import OtaSettings, OverTheAirRound
 from airfl.modem import SoundingLayout, symbol_count
 from airfl.radio import AirConfig, ChannelConfig, LoopbackAir, RadioConfig
 from airfl.radio.presets import LAB_RX_GAIN_DB, lab_impairments, uncalibrated_lab_impairments
+from airfl.fl.config_radios import default_client_uri
+from airfl.fl.radio_setup import apply_radio_settings, open_run_radios
 from airfl.radio.virtual import VirtualClients
 
 
@@ -79,6 +81,18 @@ def loopback_channel(cfg: ExperimentConfig) -> ChannelConfig:
     )
 
 
+def virtual_client_air(cfg: ExperimentConfig) -> AirConfig:
+    """The emulated air of virtual clients: their channels (fading, delays), no radio impairments
+    (those belong to the real RF link)."""
+    c = cfg.channel
+    return AirConfig(
+        seed=cfg.seed + 1, sample_rate_hz=c.sample_rate_hz,
+        channel=ChannelConfig(path_loss_db=c.path_loss_db, path_loss_spread_db=c.path_loss_spread_db,
+                              fading=c.fading, rician_k_db=c.rician_k_db, coherence_time_s=c.coherence_time_s,
+                              max_delay_samples=c.max_delay_samples),
+    )
+
+
 def loopback_aggregator(cfg: ExperimentConfig, n_clients: int) -> OverTheAirAggregator:
     """Over-the-air aggregation on an emulated air built from the [channel] section."""
     c = cfg.channel
@@ -92,18 +106,14 @@ def loopback_aggregator(cfg: ExperimentConfig, n_clients: int) -> OverTheAirAggr
     channel = loopback_channel(cfg)
     rx_gain = c.rx_gain_db if c.rx_gain_db is not None else (LAB_RX_GAIN_DB if c.impairments != "none" else 0.0)
     rx_config = RadioConfig(sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz, rx_gain_db=rx_gain)
+    if cfg.radios.server:
+        return radios_aggregator(cfg, n_clients, rx_config)
     if cfg.ota.timing_mode == "virtual":
         # The two-radio lab: the clients' channels (fading, delays) are emulated and summed; one
         # transmitter sends the sum over one RF link, which carries the noise and radio impairments.
         rf = LoopbackAir(AirConfig(seed=cfg.seed, sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz,
                                    channel=replace(channel, fading="none", max_delay_samples=0)))
-        virtual_air = AirConfig(
-            seed=cfg.seed + 1, sample_rate_hz=c.sample_rate_hz,
-            channel=ChannelConfig(path_loss_db=c.path_loss_db, path_loss_spread_db=c.path_loss_spread_db,
-                                  fading=c.fading, rician_k_db=c.rician_k_db, coherence_time_s=c.coherence_time_s,
-                                  max_delay_samples=c.max_delay_samples),
-        )
-        bank = VirtualClients(n_clients, rf.radio("tx"), virtual_air)
+        bank = VirtualClients(n_clients, rf.radio("tx"), virtual_client_air(cfg))
         server_radio = rf.radio("rx")
         server_radio.configure(rx_config)
         protocol = OverTheAirRound(bank.clients, bank.receiver(server_radio), c.sample_rate_hz, ota_settings(cfg))
@@ -111,10 +121,24 @@ def loopback_aggregator(cfg: ExperimentConfig, n_clients: int) -> OverTheAirAggr
     air = LoopbackAir(AirConfig(seed=cfg.seed, sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz,
                                 channel=channel))
     clients = [air.radio(f"client{k}") for k in range(n_clients)]
+    for k, client in enumerate(clients):
+        apply_radio_settings(client, default_client_uri(k), cfg, rx_config)
     server = air.radio("server")
     server.configure(rx_config)
     protocol = OverTheAirRound(clients, server, c.sample_rate_hz, ota_settings(cfg))
     return OverTheAirAggregator(protocol)
+
+
+def radios_aggregator(cfg: ExperimentConfig, n_clients: int, rx_config: RadioConfig) -> OverTheAirAggregator:
+    """Over-the-air aggregation on the radios named in [radios] (loopback or hardware URIs)."""
+    c = cfg.channel
+    transmitters, server = open_run_radios(cfg, n_clients, rx_config)
+    if cfg.ota.timing_mode == "virtual":
+        bank = VirtualClients(n_clients, transmitters[0], virtual_client_air(cfg))
+        protocol = OverTheAirRound(bank.clients, bank.receiver(server), c.sample_rate_hz, ota_settings(cfg))
+    else:
+        protocol = OverTheAirRound(transmitters, server, c.sample_rate_hz, ota_settings(cfg))
+    return OverTheAirAggregator(protocol, owned=[server, *transmitters])
 
 
 def warn_if_round_outlasts_coherence(cfg: ExperimentConfig, n_values: int, n_clients: int, console: Console) -> None:

@@ -28,11 +28,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"airfl: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from airfl.fl.experiment import run_experiment
+    from airfl.radio.base import RadioError
 
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     try:
         run_experiment(cfg, out, Console(), progress=not args.quiet)
-    except ValueError as exc:  # configuration combinations only discovered while building the run
+    except (ValueError, RadioError) as exc:  # combinations found while building the run; a radio refusing
         print(f"airfl: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -93,6 +94,48 @@ def _cmd_modem(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from airfl.calibration.bench import BenchError, open_bench
+    from airfl.calibration.profile import ProfileError
+    from airfl.calibration.registry import PROCEDURES, ProcedureError, parse_procedure_options, run_procedure
+    from airfl.calibration.output import render_table
+
+    console = Console()
+    names = list(PROCEDURES) if args.procedure == "all" else [args.procedure]
+    try:
+        options = {n: parse_procedure_options(n, args.option if args.procedure != "all" else []) for n in names}
+        bench = open_bench(
+            args.radio, args.tx, sample_rate_hz=args.sample_rate, center_freq_hz=args.center_freq,
+            rx_gain_db=args.rx_gain, tx_gain_db=args.tx_gain, air=args.air, seed=args.seed,
+            noise_power=args.noise_power,
+        )
+    except (ProcedureError, BenchError) as exc:
+        print(f"airfl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    profile_path = Path(args.profile) if args.profile else out / "profile.json"
+    try:
+        for name in names:
+            with console.status(f"calibrating: {name}"):
+                result, _ = run_procedure(name, bench, out, options[name], profile_path)
+            console.print(render_table(f"airfl calibrate {name}", result.rows))
+            for key, value in result.summary.items():
+                console.print(f"  {key}: {value}")
+            for note in result.notes:
+                console.print(f"  [yellow]note:[/yellow] {note}")
+            console.print(f"  report, figures and SigMF captures in {out / name}")
+        console.print(f"profile updated: {profile_path}")
+    except (ProcedureError, BenchError, ProfileError) as exc:
+        print(f"airfl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"airfl: interrupted; finished procedures are in {out} and {profile_path}", file=sys.stderr)
+        return 130
+    finally:
+        bench.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="airfl", description="Over-the-air federated learning on real SDRs or the loopback air."
@@ -131,6 +174,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="estimate to write (.npy)")
     d.add_argument("--report", required=True, help="report to write (JSON)")
     modem.set_defaults(func=_cmd_modem)
+
+    from airfl.calibration.registry import PROCEDURES
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="measure the bench: noise floor, frequency, IQ/DC, TX linearity, timing, alignment, end to end",
+        description="Run a calibration procedure (or 'all', in order) and merge its findings into a profile "
+        "that `airfl run` loads with calibration = \"profile.json\". Procedures: " + ", ".join(PROCEDURES) + ".",
+    )
+    cal.add_argument("procedure", choices=[*PROCEDURES, "all"], metavar="PROCEDURE", help="one of: " + ", ".join([*PROCEDURES, "all"]))
+    cal.add_argument("--radio", required=True, metavar="URI", help="the receiving (reference) radio, e.g. pluto://ip:192.168.2.1 or loopback://bench/server")
+    cal.add_argument("--tx", action="append", default=[], metavar="URI", help="a transmitter (repeat for several)")
+    cal.add_argument("--out", default="calibration", help="directory for reports, figures and captures (default: calibration)")
+    cal.add_argument("--profile", help="calibration profile to update (default: OUT/profile.json)")
+    cal.add_argument("--sample-rate", type=float, default=1e6, help="sample rate (Hz, default 1e6)")
+    cal.add_argument("--center-freq", type=float, default=2.44e9, help="carrier (Hz, default 2.44e9)")
+    cal.add_argument("--rx-gain", type=float, default=0.0, help="receive gain (dB) unless a procedure sweeps it")
+    cal.add_argument("--tx-gain", type=float, default=-10.0, help="transmit gain (dB, <= 0) unless a procedure sweeps it")
+    cal.add_argument("--air", default="lab", help="loopback only: physics preset of the emulated air (ideal, lab, lab_uncalibrated)")
+    cal.add_argument("--seed", type=int, default=0, help="loopback only: seed of the emulated air")
+    cal.add_argument("--noise-power", type=float, default=1e-4, help="loopback only: receiver noise (full-scale units^2, default 1e-4 = -40 dBFS)")
+    cal.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="a procedure option, e.g. -o n_samples=65536")
+    cal.set_defaults(func=_cmd_calibrate)
     return parser
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from airfl.fl.config_lora import LoraSectionConfig
 from airfl.fl.config_meta import MetaConfig
+from airfl.fl.config_radios import RadiosSection
 
 
 class ConfigError(ValueError):
@@ -160,6 +161,10 @@ class ExperimentConfig(_Section):
     ota: OtaSection = Field(default_factory=OtaSection)
     meta: MetaConfig = Field(default_factory=MetaConfig)
     lora: LoraSectionConfig = Field(default_factory=LoraSectionConfig)
+    radios: RadiosSection = Field(default_factory=RadiosSection)
+    calibration: str | None = Field(
+        None, description="calibration profile (JSON from `airfl calibrate`): sets gains, xo_correction, power limit"
+    )
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -242,4 +247,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         raise ConfigError(f"config file '{p}' is not valid TOML: {exc}.") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file '{p}' is not UTF-8 text.") from None
-    return validate_config(apply_overrides(raw, overrides or []))
+    cfg = validate_config(apply_overrides(raw, overrides or []))
+    if cfg.calibration:
+        from airfl.fl.calibration_apply import apply_calibration  # noqa: PLC0415 - only runs that use a profile
+
+        cfg = apply_calibration(cfg, ConfigError)
+    return cfg

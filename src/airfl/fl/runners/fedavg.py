@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from airfl.fl.aggregate import IdealAggregator
+from airfl.fl.aggregate import IdealAggregator, close_aggregator
 from airfl.fl.air_setup import make_aggregator
 from airfl.fl.algorithms.fedavg import FedAvg, LocalTraining
 from airfl.fl.config import ExperimentConfig
@@ -61,4 +61,7 @@ def run_fedavg(cfg: ExperimentConfig, rundir: RunDirectory, console: Console, pr
         plot_accuracy([{**records[0], "label": label}, *records[1:]], out / "accuracy.png", title)
         plot_nmse(records, out / "aggregation_nmse.png", title)
 
-    return run_rounds(cfg, rundir, step, console, progress, lambda _: {"model_parameters": n_params}, plots)
+    try:
+        return run_rounds(cfg, rundir, step, console, progress, lambda _: {"model_parameters": n_params}, plots)
+    finally:
+        close_aggregator(aggregator)

@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from airfl.fl.aggregate import IdealAggregator
+from airfl.fl.aggregate import IdealAggregator, close_aggregator
 from airfl.fl.air_setup import make_aggregator
 from airfl.fl.config import ExperimentConfig
 from airfl.fl.plots import plot_accuracy, plot_nmse
@@ -119,7 +119,10 @@ def run_lora(cfg: ExperimentConfig, rundir: RunDirectory, console: Console, prog
         plot_nmse(records, out / "aggregation_nmse.png", title)
         plot_accuracy_vs_uplink(records, out / "accuracy_vs_uplink.png", title)
 
-    summary = run_rounds(cfg, rundir, step, console, progress, extra, plots)
+    try:
+        summary = run_rounds(cfg, rundir, step, console, progress, extra, plots)
+    finally:
+        close_aggregator(aggregator)
     if progress:
         console.print(lora_table(summary))
     return summary
