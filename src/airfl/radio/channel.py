@@ -159,18 +159,23 @@ class LinkModel:
         # carrier-offset phase in cycles: k1 * t + k2 * t^2 (t in samples)
         scale = self.center_freq_hz * 1e-6 / self.sample_rate_hz
         self._cycles = (scale * (a_tx - a_rx), scale * (b_tx - b_rx))
-        #: True when a sample sent at tx clock T arrives exactly at rx sample T + delay_samples.
-        self.integer_timing = (
-            self.fractional_delay == 0.0 and self.tx_oscillator.ideal_clock and self.rx_oscillator.ideal_clock
-        )
-        #: True when the link rotates the signal (carrier offset or phase noise).
-        self.rotates = (
-            self._cycles != (0.0, 0.0) or self.tx_oscillator.has_phase_noise or self.rx_oscillator.has_phase_noise
-        )
         self._block_cache: dict[int, complex] = {}
         self._taps_cache: dict[int, np.ndarray] = {}
 
     # -- static truth ------------------------------------------------------------------------
+    @property
+    def integer_timing(self) -> bool:
+        """True when a sample sent at tx clock T arrives exactly at rx sample T + delay_samples."""
+        return self.fractional_delay == 0.0 and self.tx_oscillator.ideal_clock and self.rx_oscillator.ideal_clock
+
+    @property
+    def rotates(self) -> bool:
+        """True when the link rotates the signal (carrier offset, reference correction or phase noise)."""
+        tx, rx = self.tx_oscillator, self.rx_oscillator
+        return (
+            self._cycles != (0.0, 0.0) or tx.corrected or rx.corrected or tx.has_phase_noise or rx.has_phase_noise
+        )
+
     @property
     def total_delay(self) -> float:
         """delay_samples + fractional_delay: propagation delay in true-time samples."""
@@ -281,7 +286,11 @@ class LinkModel:
         """Carrier phase (rad) the link applies at true time t (samples): the integral of cfo_hz from
         t = 0 plus the phase noise of the tx oscillator minus that of the rx oscillator."""
         t = np.asarray(t, dtype=np.float64)
-        cycles = self._cycles[0] * t + self._cycles[1] * t * t
+        if self.tx_oscillator.corrected or self.rx_oscillator.corrected:  # piecewise after xo_correction
+            scale = self.center_freq_hz * 1e-6 / self.sample_rate_hz
+            cycles = scale * (self.tx_oscillator.ppm_integral_at(t) - self.rx_oscillator.ppm_integral_at(t))
+        else:
+            cycles = self._cycles[0] * t + self._cycles[1] * t * t
         phase = 2.0 * np.pi * (cycles - np.floor(cycles))
         if self.tx_oscillator.has_phase_noise:
             phase = phase + self.tx_oscillator.phase_noise(t)

@@ -1,9 +1,11 @@
-"""Analog front ends: IQ imbalance, DC offset, DAC clipping, receive gain and ADC quantisation.
+"""Analog front ends: IQ imbalance, DC offset, DAC clipping, transmit compression, receive gain and
+ADC quantisation.
 
 Samples are in full-scale units: |I|, |Q| <= 1 is the converters' range. Chains, in order:
 
     transmit:  x -> IQ imbalance -> + DC -> DAC (I, Q clipped to [-1, 1] when dac_clipping;
                samples beyond full scale are counted either way) -> * 10^(tx_gain_db/20)
+               -> amplifier compression (Rapp AM/AM, when tx_saturation is set)
     receive:   y (+ thermal noise, added by the air) -> IQ imbalance -> * 10^(rx_gain_db/20)
                -> + DC -> ADC (adc_bits: I, Q clipped and quantised to the grid of 2^bits levels
                in [-1, 1); clipped samples counted); no AGC.
@@ -17,6 +19,19 @@ IQ imbalance with amplitude imbalance g (dB) and phase skew phi (deg) acts as
 
 i.e. I' = I and Q' = G (Q cos phi - I sin phi); a tone at f gets an image at -f with power ratio
 |nu / mu|^2 (the image rejection ratio).
+
+Transmit compression (off by default) is the Rapp model of a solid-state amplifier after the TX
+attenuator, with unit small-signal gain, output saturation amplitude A (full-scale units at the
+output, i.e. on air before the channel) and smoothness p (larger is sharper; p -> inf is an ideal
+limiter):
+
+    out = in / (1 + (|in| / A)^(2p))^(1/(2p))         (AM/AM only: the phase is kept)
+
+The gain of a constant-envelope input of amplitude r is -(10/p)*log10(1 + (r/A)^(2p)) dB, so it is
+1 dB down at the input amplitude r_1dB = A * (10^(p/10) - 1)^(1/(2p)): input P1dB = r_1dB^2 and
+output P1dB = r_1dB^2 * 10^(-1/10) (full-scale units^2; `Frontend.tx_p1db_input_power`). Because the
+attenuation comes first, a tone of DAC power P at tx gain g (dB) drives the amplifier with
+P * 10^(g/10): sweeping the attenuation walks up the compression curve.
 """
 
 from __future__ import annotations
@@ -67,12 +82,22 @@ def _check_dc_value(name: str, value: complex | None) -> None:
         raise ValueError(f"{name} must be a finite complex value with |dc| <= 1 (full-scale units), got {value}")
 
 
+def _check_saturation(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    _finite(name, value)
+    if not 0.0 < value <= 100.0:
+        raise ValueError(f"{name} must be in (0, 100] full-scale units (an output amplitude), got {value}")
+
+
 @dataclass(frozen=True)
 class FrontendOverride:
     """Exact front-end values for one radio; None keeps the value drawn from the seed.
 
     *_iq_gain_db (dB) and *_iq_phase_deg (deg): IQ imbalance of the TX / RX chain.
     tx_dc / rx_dc: complex DC offset (full-scale units), e.g. 0.005 + 0.002j.
+    tx_saturation: the transmit amplifier's output saturation amplitude (full-scale units); it turns
+        compression on for this radio with FrontendConfig.tx_rapp_p (see the module docstring).
     """
 
     tx_iq_gain_db: float | None = None
@@ -81,6 +106,7 @@ class FrontendOverride:
     rx_iq_phase_deg: float | None = None
     tx_dc: complex | None = None
     rx_dc: complex | None = None
+    tx_saturation: float | None = None
 
     def __post_init__(self) -> None:
         for prefix in ("tx", "rx"):
@@ -88,6 +114,7 @@ class FrontendOverride:
             p = getattr(self, f"{prefix}_iq_phase_deg")
             _check_iq(prefix, 0.0 if g is None else g, 0.0, 0.0 if p is None else p, 0.0)
             _check_dc_value(f"{prefix}_dc", getattr(self, f"{prefix}_dc"))
+        _check_saturation("tx_saturation", self.tx_saturation)
 
 
 @dataclass(frozen=True)
@@ -104,6 +131,10 @@ class FrontendConfig:
     tx_dc_dbfs / rx_dc_dbfs: DC offset magnitude (dBFS, 20*log10|dc|), a random phase per radio;
         None turns it off.
     dac_clipping: clip I and Q at the DAC's full scale +-1 (samples beyond it are counted always).
+    tx_saturation: output saturation amplitude A of the transmit amplifier (full-scale units at the
+        output, after the TX attenuation); None turns compression off (the default).
+    tx_saturation_spread_db: per-radio spread of A (dB half-width: A * 10^(spread * u / 20)).
+    tx_rapp_p: smoothness p of the Rapp AM/AM curve (0.5..20; SSPAs are typically 1..3).
     adc_bits: ADC resolution (bits; Pluto: 12); None means no ADC (ideal, unquantised samples).
     overrides: radio name -> FrontendOverride with exact values.
     """
@@ -121,12 +152,22 @@ class FrontendConfig:
     dac_clipping: bool = False
     adc_bits: int | None = None
     overrides: Mapping[str, FrontendOverride] = field(default_factory=dict, hash=False)
+    tx_saturation: float | None = None
+    tx_saturation_spread_db: float = 0.0
+    tx_rapp_p: float = 2.0
 
     def __post_init__(self) -> None:
         _check_iq("tx", self.tx_iq_gain_db, self.tx_iq_gain_spread_db, self.tx_iq_phase_deg, self.tx_iq_phase_spread_deg)
         _check_iq("rx", self.rx_iq_gain_db, self.rx_iq_gain_spread_db, self.rx_iq_phase_deg, self.rx_iq_phase_spread_deg)
         _check_dc("tx_dc_dbfs", self.tx_dc_dbfs)
         _check_dc("rx_dc_dbfs", self.rx_dc_dbfs)
+        _check_saturation("tx_saturation", self.tx_saturation)
+        _finite("tx_saturation_spread_db", self.tx_saturation_spread_db)
+        if not 0.0 <= self.tx_saturation_spread_db <= 10.0:
+            raise ValueError(f"tx_saturation_spread_db must be in [0, 10] dB (a half-width), got {self.tx_saturation_spread_db}")
+        _finite("tx_rapp_p", self.tx_rapp_p)
+        if not 0.5 <= self.tx_rapp_p <= 20.0:
+            raise ValueError(f"tx_rapp_p must be in [0.5, 20] (Rapp smoothness), got {self.tx_rapp_p}")
         if self.adc_bits is not None and (isinstance(self.adc_bits, bool) or not 2 <= int(self.adc_bits) <= 24
                                           or int(self.adc_bits) != self.adc_bits):
             raise ValueError(f"adc_bits must be an integer in [2, 24] bits or None (no ADC), got {self.adc_bits}")
@@ -143,6 +184,23 @@ def iq_coefficients(gain_db: float, phase_deg: float) -> tuple[complex, complex]
 def apply_iq(x: np.ndarray, mu: complex, nu: complex) -> np.ndarray:
     """y = mu * x + nu * conj(x)."""
     return mu * x + nu * np.conj(x)
+
+
+def rapp(x: np.ndarray, saturation: float, p: float) -> np.ndarray:
+    """Rapp AM/AM compression with unit small-signal gain: x / (1 + (|x|/saturation)^(2p))^(1/(2p))."""
+    r = np.abs(x) / saturation
+    return x / (1.0 + r ** (2.0 * p)) ** (1.0 / (2.0 * p))
+
+
+def rapp_gain_db(amplitude: float | np.ndarray, saturation: float, p: float) -> np.ndarray:
+    """Gain (dB, <= 0) of the Rapp curve for a constant-envelope input of `amplitude` (full-scale units)."""
+    r = np.asarray(amplitude, dtype=np.float64) / saturation
+    return -10.0 / p * np.log10(1.0 + r ** (2.0 * p))
+
+
+def rapp_p1db_amplitude(saturation: float, p: float) -> float:
+    """Input amplitude (full-scale units) at which the Rapp gain is 1 dB down: A*(10^(p/10) - 1)^(1/(2p))."""
+    return float(saturation * (10.0 ** (p / 10.0) - 1.0) ** (1.0 / (2.0 * p)))
 
 
 def over_full_scale(x: np.ndarray, limit: float = 1.0) -> np.ndarray:
@@ -204,6 +262,18 @@ class Frontend:
         self.tx_mu, self.tx_nu = iq_coefficients(self.tx_iq_gain_db, self.tx_iq_phase_deg)
         self.rx_mu, self.rx_nu = iq_coefficients(self.rx_iq_gain_db, self.rx_iq_phase_deg)
         self.adc_bits = c.adc_bits
+        #: transmit amplifier: output saturation amplitude (full-scale units; None: no compression)
+        #: and Rapp smoothness. Drawn from its own stream so the draws above never move.
+        self.tx_rapp_p = float(c.tx_rapp_p)
+        self.tx_saturation: float | None = None
+        if over.tx_saturation is not None:
+            self.tx_saturation = float(over.tx_saturation)
+        elif c.tx_saturation is not None:
+            spread = 0.0
+            if c.tx_saturation_spread_db > 0:
+                draw = seeded_rng(seed, stable_id(name), TAG_FRONTEND, 1).uniform(-1.0, 1.0)
+                spread = c.tx_saturation_spread_db * float(draw)
+            self.tx_saturation = float(c.tx_saturation * 10.0 ** (spread / 20.0))
 
     @property
     def tx_image_ratio(self) -> float:
@@ -216,6 +286,21 @@ class Frontend:
         return abs(self.rx_nu / self.rx_mu) ** 2
 
     @property
+    def tx_p1db_input_power(self) -> float | None:
+        """Input 1 dB compression point of the transmit amplifier: the power of a constant-envelope
+        signal at its input (DAC power * 10^(tx_gain_db/10), full-scale units^2) at which its gain is
+        1 dB down; None without compression."""
+        if self.tx_saturation is None:
+            return None
+        return rapp_p1db_amplitude(self.tx_saturation, self.tx_rapp_p) ** 2
+
+    @property
+    def tx_p1db_output_power(self) -> float | None:
+        """Output 1 dB compression point (full-scale units^2): the input one, 1 dB down."""
+        p_in = self.tx_p1db_input_power
+        return None if p_in is None else p_in * 10.0 ** (-0.1)
+
+    @property
     def tx_iq_ideal(self) -> bool:
         return self.tx_iq_gain_db == 0.0 and self.tx_iq_phase_deg == 0.0
 
@@ -224,7 +309,8 @@ class Frontend:
         return self.rx_iq_gain_db == 0.0 and self.rx_iq_phase_deg == 0.0
 
     def transmit(self, x: np.ndarray, tx_gain_db: float = 0.0) -> tuple[np.ndarray, int]:
-        """TX chain on a burst: IQ -> DC -> DAC clip -> gain. Returns (samples on air, over-range count).
+        """TX chain on a burst: IQ -> DC -> DAC clip -> gain -> amplifier compression.
+        Returns (samples on air, over-range count at the DAC).
 
         With every impairment off and 0 dB gain the input array is returned unchanged (bit-exact).
         """
@@ -239,6 +325,8 @@ class Frontend:
             y = dac_clip(y)
         if tx_gain_db != 0.0:
             y = y * 10.0 ** (tx_gain_db / 20.0)
+        if self.tx_saturation is not None:
+            y = rapp(y, self.tx_saturation, self.tx_rapp_p)
         return y, n_over
 
     def receive(self, y: np.ndarray, rx_gain_db: float = 0.0) -> tuple[np.ndarray, int]:

@@ -62,6 +62,25 @@ class _Burst:
     true_end: float  # true time after which it can no longer reach any receiver
 
 
+@dataclass
+class _Cyclic:
+    """A buffer repeating forever from one transmitter (a stock Pluto's cyclic DMA), as one span.
+
+    Sample n of the transmitter's clock carries samples[(n - origin) % len(samples)] for true times
+    in [true_start, true_stop); nothing is materialised beyond the windows that hear it.
+    carrier_offset_hz / carrier_phase: a retuned transmit LO (Hz from the radio's own carrier) and
+    the phase (rad) it adds at true time 0, applied continuously in true time (0: none).
+    """
+
+    tx: str
+    samples: np.ndarray  # one period, after the transmitter's front end
+    origin: int  # on the transmitter's clock
+    true_start: float
+    true_stop: float = math.inf
+    carrier_offset_hz: float = 0.0
+    carrier_phase: float = 0.0
+
+
 def _clock_tolerance(t: float) -> float:
     """Slack (samples) for comparing clock readings computed in floating point."""
     return 1e-7 + 1e-12 * abs(t)
@@ -74,6 +93,9 @@ class LoopbackAir:
         self.config = config or AirConfig()
         self._true_now = 0.0
         self._bursts: list[_Burst] = []
+        self._cyclic: list[_Cyclic] = []
+        #: true time (samples) of the latest host operation of an untimed radio (radio/cyclic.py)
+        self.host_time = 0.0
         self._links: dict[tuple[str, str], LinkModel] = {}
         self._radios: dict[str, LoopbackRadio] = {}
         self._oscillators: dict[str, Oscillator] = {}
@@ -196,6 +218,9 @@ class LoopbackAir:
             if got is not None:
                 lo, seg = got
                 out[lo - at_sample : lo - at_sample + len(seg)] += seg
+        for span in self._cyclic:
+            if span.tx != rx:
+                self._add_cyclic(span, rx, out, at_sample)
         noise_power = self.config.channel.noise_power
         if noise_power > 0:
             rng = self._noise_rngs.get(rx)
@@ -212,6 +237,64 @@ class LoopbackAir:
 
     def _prune(self) -> None:
         self._bursts = [b for b in self._bursts if b.true_end > self._true_now]
+        self._cyclic = [c for c in self._cyclic if c.true_stop + self._reach > self._true_now]
+
+    # -- cyclic buffers (used by radio/cyclic.py) ---------------------------------------------
+    def _start_cyclic(self, tx: str, samples: np.ndarray, origin: int, true_start: float, tx_gain_db: float = 0.0,
+                      carrier_offset_hz: float = 0.0, carrier_phase: float = 0.0) -> _Cyclic:
+        """Repeat `samples` from radio `tx` from true time `true_start` on (a running buffer of `tx`
+        stops there). The front end is applied once to the period (DAC overs counted once)."""
+        self._stop_cyclic(tx, true_start)
+        out, n_over = self.frontend(tx).transmit(samples, tx_gain_db)
+        if n_over:
+            self._dac_over[tx] = self._dac_over.get(tx, 0) + n_over
+        span = _Cyclic(tx, out, int(origin), float(true_start), math.inf, float(carrier_offset_hz), float(carrier_phase))
+        self._cyclic.append(span)
+        self.samples_transmitted += len(samples)
+        return span
+
+    def _retune_cyclic(self, tx: str, true_time: float, carrier_offset_hz: float, carrier_phase: float) -> _Cyclic | None:
+        """Radio `tx`'s running buffer goes on unchanged from true time `true_time`, with a new
+        transmit-LO offset (Hz) and phase (rad); returns the new span (None if nothing runs)."""
+        running = [c for c in self._cyclic if c.tx == tx and c.true_stop == math.inf]
+        if not running:
+            return None
+        old = running[0]
+        old.true_stop = max(float(true_time), old.true_start)
+        span = _Cyclic(tx, old.samples, old.origin, old.true_stop, math.inf, float(carrier_offset_hz), float(carrier_phase))
+        self._cyclic.append(span)
+        return span
+
+    def _stop_cyclic(self, tx: str, true_time: float) -> None:
+        """End radio `tx`'s running cyclic buffer at true time `true_time` (samples), if it has one."""
+        for span in self._cyclic:
+            if span.tx == tx and span.true_stop == math.inf:
+                span.true_stop = max(float(true_time), span.true_start)
+
+    def _add_cyclic(self, span: _Cyclic, rx: str, out: np.ndarray, win_lo: int) -> None:
+        """Add what a cyclic buffer contributes to rx samples [win_lo, win_lo + len(out)): the
+        periodic signal over just the transmitter samples that can reach the window, sent through
+        the link like a burst (every impairment applies)."""
+        link = self.link(span.tx, rx)
+        tx_osc, rx_osc = link.tx_oscillator, link.rx_oscillator
+        win_hi = win_lo + len(out)
+        t_lo, t_hi = (float(rx_osc.true_time(n)) for n in (win_lo, win_hi))
+        first = max(float(tx_osc.local_time(t_lo - link.total_delay)) - self._reach,
+                    float(tx_osc.local_time(span.true_start)))
+        last = min(float(tx_osc.local_time(t_hi - link.total_delay)) + self._reach,
+                   float(tx_osc.local_time(span.true_stop)) if math.isfinite(span.true_stop) else math.inf)
+        a, b = math.ceil(first - _clock_tolerance(first)), math.ceil(last - _clock_tolerance(last))
+        if b <= a:
+            return
+        n = np.arange(a, b, dtype=np.int64)
+        got = link.propagate(span.samples[(n - span.origin) % len(span.samples)], a, win_lo, win_hi)
+        if got is None:
+            return
+        lo, seg = got
+        if span.carrier_offset_hz:
+            t = rx_osc.true_time(np.arange(lo, lo + len(seg), dtype=np.float64))
+            seg = seg * np.exp(1j * (span.carrier_phase + 2 * np.pi * span.carrier_offset_hz / self.sample_rate_hz * t))
+        out[lo - win_lo : lo - win_lo + len(seg)] += seg
 
 
 class LoopbackRadio:
@@ -277,6 +360,29 @@ class LoopbackRadio:
     def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
         self._check_open()
         return self._air._capture(self._name, int(n_samples), int(at_sample), self._config.rx_gain_db)
+
+    # -- reference correction (the AD9361's xo_correction, as on PlutoRadio) -----------------
+    def has_xo_correction(self) -> bool:
+        """Emulated radios can always correct their reference."""
+        return True
+
+    def xo_correction(self) -> int:
+        """The reference frequency this radio is told it has (Hz; nominal 40e6)."""
+        return int(round(self._air.oscillator(self._name).reference_hz))
+
+    def set_xo_correction(self, reference_hz: int) -> None:
+        """Tell this radio its reference runs at `reference_hz` (Hz, nominally 40e6), from the air's
+        current true time on: its carrier and locked sample clock scale by 40e6 / reference_hz,
+        phase-continuously (oscillator.Oscillator.set_reference_hz). Within +-200 ppm of 40 MHz."""
+        self._check_open()
+        osc = self._air.oscillator(self._name)
+        try:
+            osc.set_reference_hz(float(reference_hz), self._air.true_time())
+        except ValueError as exc:
+            raise RadioError(f"loopback radio {self._name!r}: {exc}") from exc
+        for burst in self._air._bursts:  # bursts already scheduled now leave on the corrected clock
+            if burst.tx == self._name:
+                burst.true_end = float(osc.true_time(burst.start + len(burst.samples))) + self._air._reach
 
     def close(self) -> None:
         self._closed = True

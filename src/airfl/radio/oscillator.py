@@ -14,6 +14,16 @@ The carrier of a radio is fc * (1 + ppm(t) * 1e-6); its deviation from the nomin
 accumulates the phase 2*pi*fc*1e-6 * integral_0^t ppm(t') dt' / fs (continuous in true time) plus a
 Wiener phase noise whose increments over one sample have variance 2*pi*linewidth_hz / fs (rad^2),
 the phase process of an oscillator with a Lorentzian line of full width `linewidth_hz`.
+
+Reference correction (`Oscillator.set_reference_hz`, the AD9361's `xo_correction`): a radio that is
+told its reference runs at X Hz instead of the nominal NOMINAL_REFERENCE_HZ (40 MHz) programs its
+PLLs for that reference, so everything it synthesises from it (carrier and, when locked, sample
+clock) is scaled by k = NOMINAL_REFERENCE_HZ / X from the true time of the change on:
+1 + ppm_eff(t) * 1e-6 = k * (1 + ppm(t) * 1e-6). Telling a fast radio (ppm > 0) that its reference
+is fast, X = 40 MHz * (1 + ppm * 1e-6), removes its error. The carrier phase and the sample clock
+stay continuous through a change (they integrate ppm_eff); `ppm` and `drift_ppm_per_s` remain the
+crystal's own values, and `ppm_at` / `carrier_offset_hz` / `sample_clock_ppm_at` give the effective
+ones. An independent sample clock does not come from the reference and is not corrected.
 """
 
 from __future__ import annotations
@@ -38,6 +48,10 @@ from airfl.radio.seeding import (
 SampleClockMode = Literal["locked", "independent"]
 
 MAX_ABS_PPM = 1000.0  # beyond this it is not a crystal error but a wrong configuration
+NOMINAL_REFERENCE_HZ = 40e6
+"""Nominal reference frequency (Hz) of an emulated radio: the AD9361's 40 MHz crystal on a Pluto."""
+MAX_REFERENCE_CORRECTION_PPM = 200.0
+"""How far `set_reference_hz` may move the reference from nominal (ppm), as the AD9361's driver allows."""
 
 
 def _finite(name: str, value: float) -> None:
@@ -257,14 +271,69 @@ class Oscillator:
             self.sample_clock_drift_ppm_per_s = 0.0
         #: True when this radio's sample clock is exactly the air's (no SCO): integer times stay integer.
         self.ideal_clock = self.sample_clock_ppm == 0.0 and self.sample_clock_drift_ppm_per_s == 0.0
+        self._ideal_crystal_clock = self.ideal_clock
+        #: the reference frequency (Hz) this radio is told it has (`xo_correction`); nominal 40 MHz
+        self.reference_hz = NOMINAL_REFERENCE_HZ
+        #: True once a reference correction other than nominal has been applied (see set_reference_hz)
+        self.corrected = False
+        # Piecewise model of the corrections: segment i starts at true time _seg_t[i] (samples) with
+        # scale _seg_k[i] = NOMINAL_REFERENCE_HZ / reference; _seg_s[i] = integral_0^t ppm_eff at its start.
+        self._seg_t = np.zeros(1)
+        self._seg_k = np.ones(1)
+        self._seg_s = np.zeros(1)
         self.phase_noise_process = WienerPhase(
             2.0 * math.pi * self.linewidth_hz / self.sample_rate_hz, seed, (stable_id(name),)
         )
 
+    # -- reference correction ----------------------------------------------------------------
+    def set_reference_hz(self, reference_hz: float, at_true_time: float) -> None:
+        """Tell the radio its reference runs at `reference_hz` (Hz), from true time `at_true_time`
+        (samples) on: carrier and locked sample clock scale by NOMINAL_REFERENCE_HZ / reference_hz,
+        phase- and time-continuously (module docstring). Changes must come in time order."""
+        _finite("reference_hz", reference_hz)
+        _finite("at_true_time", at_true_time)
+        offset_ppm = (reference_hz / NOMINAL_REFERENCE_HZ - 1.0) * 1e6
+        if abs(offset_ppm) > MAX_REFERENCE_CORRECTION_PPM:
+            raise ValueError(
+                f"reference_hz {reference_hz:.0f} Hz is {offset_ppm:+.1f} ppm from the nominal "
+                f"{NOMINAL_REFERENCE_HZ:.0f} Hz; a correction may move it at most +-{MAX_REFERENCE_CORRECTION_PPM:g} ppm"
+            )
+        if at_true_time < self._seg_t[-1]:
+            raise ValueError(f"oscillator {self.name!r}: a correction at {at_true_time} precedes the last one")
+        if at_true_time == self._seg_t[-1]:  # supersedes a correction made at the same instant
+            self._seg_t, self._seg_k, self._seg_s = self._seg_t[:-1], self._seg_k[:-1], self._seg_s[:-1]
+        start = float(self.ppm_integral_at(at_true_time)) if len(self._seg_t) else 0.0
+        self._seg_t = np.append(self._seg_t, float(at_true_time))
+        self._seg_k = np.append(self._seg_k, NOMINAL_REFERENCE_HZ / float(reference_hz))
+        self._seg_s = np.append(self._seg_s, start)
+        self.reference_hz = float(reference_hz)
+        self.corrected = bool(np.any(self._seg_k != 1.0))
+        locked = self.sample_clock_mode == "locked"
+        self.ideal_clock = self._ideal_crystal_clock and not (locked and self.corrected)
+
+    def _segment(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For true times t: (time since the start of their segment, its scale k, the effective
+        ppm at its start, and the integral of ppm_eff up to its start)."""
+        i = np.maximum(np.searchsorted(self._seg_t, t, side="right") - 1, 0)
+        start, k = self._seg_t[i], self._seg_k[i]
+        ppm0 = (k - 1.0) * 1e6 + k * self._crystal_ppm_at(start)
+        return t - start, k, ppm0, self._seg_s[i]
+
     # -- frequency ---------------------------------------------------------------------------
-    def ppm_at(self, t: np.ndarray | float) -> np.ndarray | float:
-        """Reference error (ppm) at true time t (samples)."""
+    def _crystal_ppm_at(self, t: np.ndarray | float) -> np.ndarray | float:
         return self.ppm + self.drift_ppm_per_s * np.asarray(t, dtype=np.float64) / self.sample_rate_hz
+
+    def ppm_at(self, t: np.ndarray | float) -> np.ndarray | float:
+        """Effective reference error (ppm) at true time t (samples), after any reference correction."""
+        if not self.corrected:
+            return self._crystal_ppm_at(t)
+        t = np.asarray(t, dtype=np.float64)
+        _, k, _, _ = self._segment(t)
+        return (k - 1.0) * 1e6 + k * self._crystal_ppm_at(t)
+
+    def crystal_ppm_at(self, t: np.ndarray | float) -> np.ndarray | float:
+        """The crystal's own error (ppm) at true time t (samples), whatever the correction."""
+        return self._crystal_ppm_at(t)
 
     def carrier_offset_hz(self, t: np.ndarray | float) -> np.ndarray | float:
         """This radio's carrier minus the nominal carrier (Hz) at true time t (samples)."""
@@ -272,11 +341,24 @@ class Oscillator:
 
     def sample_clock_ppm_at(self, t: np.ndarray | float) -> np.ndarray | float:
         """Sample-clock error (ppm) at true time t (samples)."""
+        if self.corrected and self.sample_clock_mode == "locked":
+            return self.ppm_at(t)
         return self.sample_clock_ppm + self.sample_clock_drift_ppm_per_s * np.asarray(t, dtype=np.float64) / self.sample_rate_hz
 
     def ppm_integral(self) -> tuple[float, float]:
-        """(a1, a2) with integral_0^t ppm(t') dt' = a1 * t + a2 * t^2 (t in samples)."""
+        """(a1, a2) with integral_0^t ppm(t') dt' = a1 * t + a2 * t^2 (t in samples), without
+        reference correction (use `ppm_integral_at` once `corrected`)."""
         return self.ppm, self.drift_ppm_per_s / (2.0 * self.sample_rate_hz)
+
+    def ppm_integral_at(self, t: np.ndarray | float) -> np.ndarray:
+        """integral_0^t ppm_at(t') dt' (ppm x samples) at true time t (samples), corrections included."""
+        t = np.asarray(t, dtype=np.float64)
+        if not self.corrected:
+            a1, a2 = self.ppm_integral()
+            return a1 * t + a2 * t * t
+        u, k, ppm0, s0 = self._segment(t)
+        slope = k * self.drift_ppm_per_s / self.sample_rate_hz  # ppm per sample
+        return s0 + ppm0 * u + 0.5 * slope * u * u
 
     # -- clocks ------------------------------------------------------------------------------
     def local_time(self, t: np.ndarray | float) -> np.ndarray:
@@ -284,6 +366,8 @@ class Oscillator:
         t = np.asarray(t, dtype=np.float64)
         if self.ideal_clock:
             return t
+        if self.corrected and self.sample_clock_mode == "locked":
+            return t + 1e-6 * self.ppm_integral_at(t)
         a = 1e-6 * self.sample_clock_drift_ppm_per_s / (2.0 * self.sample_rate_hz)
         return t * (1.0 + 1e-6 * self.sample_clock_ppm) + a * t * t
 
@@ -292,6 +376,8 @@ class Oscillator:
         n = np.asarray(n, dtype=np.float64)
         if self.ideal_clock:
             return n
+        if self.corrected and self.sample_clock_mode == "locked":
+            return self._corrected_true_time(n)
         a = 1e-6 * self.sample_clock_drift_ppm_per_s / (2.0 * self.sample_rate_hz)
         b = 1.0 + 1e-6 * self.sample_clock_ppm
         if a == 0.0:
@@ -300,6 +386,20 @@ class Oscillator:
         if np.any(disc < 0):
             raise ValueError(f"oscillator {self.name!r}: sample clock stopped (drift too large for this time)")
         return 2.0 * n / (b + np.sqrt(disc))
+
+    def _corrected_true_time(self, n: np.ndarray) -> np.ndarray:
+        """tau^-1(n) for a locked clock with reference corrections: tau is a quadratic per segment."""
+        starts = self._seg_t + 1e-6 * self._seg_s  # the clock's reading at each segment start
+        i = np.maximum(np.searchsorted(starts, n, side="right") - 1, 0)
+        t0 = self._seg_t[i]
+        _, k, ppm0, _ = self._segment(t0)
+        b = 1.0 + 1e-6 * ppm0
+        a = 0.5e-6 * k * self.drift_ppm_per_s / self.sample_rate_hz
+        m = n - starts[i]
+        disc = b * b + 4.0 * a * m
+        if np.any(disc < 0):
+            raise ValueError(f"oscillator {self.name!r}: sample clock stopped (drift too large for this time)")
+        return t0 + 2.0 * m / (b + np.sqrt(disc))
 
     # -- phase -------------------------------------------------------------------------------
     @property

@@ -2,6 +2,10 @@
 
     loopback://AIR/RADIO      an emulated radio called RADIO on the in-process air called AIR
                               (e.g. loopback://bench/client3; the air is created on first use)
+    loopback://AIR/RADIO?mode=cyclic
+                              the same radio behaving like a stock-firmware Pluto: no hardware
+                              time, cyclic transmit (radio/cyclic.py); options restart_jitter_samples
+                              and max_host_latency_s, e.g. ?mode=cyclic&restart_jitter_samples=2
     pluto://usb:BUS.DEV.IF    an ADALM-Pluto through pyadi-iio, e.g. pluto://usb:1.2.5
     pluto://ip:ADDRESS        e.g. pluto://ip:192.168.2.1
     soapy://KEY=VALUE,...     a SoapySDR device by its device arguments, e.g. soapy://driver=uhd,serial=30F1234
@@ -20,6 +24,7 @@ from typing import Any, TypeVar, Union
 from urllib.parse import parse_qsl, urlsplit
 
 from airfl.radio.base import Radio
+from airfl.radio.cyclic import CyclicLoopbackRadio, CyclicOptions
 from airfl.radio.loopback import AirConfig, LoopbackAir
 from airfl.radio.pluto import PlutoOptions, PlutoRadio, iio_uri_from_pluto
 from airfl.radio.soapy import SoapyOptions, SoapyRadio, parse_device_args
@@ -31,6 +36,8 @@ ACCEPTED_FORMS = (
 )
 
 _AIRS: dict[str, LoopbackAir] = {}
+_CYCLIC: dict[tuple[str, str], CyclicLoopbackRadio] = {}
+LOOPBACK_MODES = ("timed", "cyclic")
 
 
 def loopback_air(name: str = "default", config: AirConfig | None = None) -> LoopbackAir:
@@ -43,6 +50,7 @@ def loopback_air(name: str = "default", config: AirConfig | None = None) -> Loop
 def forget_airs() -> None:
     """Drop every named air (tests use this for isolation)."""
     _AIRS.clear()
+    _CYCLIC.clear()
 
 
 def open_radio(uri: str) -> Radio:
@@ -56,7 +64,7 @@ def open_radio(uri: str) -> Radio:
             raise ValueError(
                 f"loopback URI {uri!r} must name one radio: loopback://AIR/RADIO, e.g. loopback://bench/client0"
             )
-        return loopback_air(air_name).radio(radio_name)
+        return _open_loopback(air_name, radio_name, parts.query, uri)
     if scheme == "pluto":
         return PlutoRadio(iio_uri_from_pluto(uri), parse_options(PlutoOptions, parts.query, uri))
     if scheme == "soapy":
@@ -68,6 +76,28 @@ def open_radio(uri: str) -> Radio:
             raise ValueError(f"soapy URI {uri!r} names no device: use soapy://driver=NAME[,serial=...]")
         return SoapyRadio(args, parse_options(SoapyOptions, query, uri))
     raise ValueError(f"unknown radio URI {uri!r}: use {ACCEPTED_FORMS}")
+
+
+def _open_loopback(air_name: str, radio_name: str, query: str, uri: str) -> Radio:
+    """A loopback radio in timed mode (the default) or cyclic mode (``?mode=cyclic``)."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    mode = next((v.lower() for k, v in pairs if k == "mode"), "timed")
+    if mode not in LOOPBACK_MODES:
+        raise ValueError(f"loopback URI {uri!r}: mode must be one of {', '.join(LOOPBACK_MODES)}, got {mode!r}")
+    rest = "&".join(f"{k}={v}" for k, v in pairs if k != "mode")
+    air = loopback_air(air_name)
+    if mode == "timed":
+        if rest:
+            raise ValueError(f"loopback URI {uri!r}: options other than mode apply to mode=cyclic only (got {rest!r})")
+        return air.radio(radio_name)
+    options = parse_options(CyclicOptions, rest, uri)
+    cached = _CYCLIC.get((air_name, radio_name))
+    if cached is not None and cached.air is air and not cached.closed:
+        if cached.options != options:
+            raise ValueError(f"loopback URI {uri!r}: radio {radio_name!r} is already open with {cached.options}")
+        return cached
+    radio = _CYCLIC[(air_name, radio_name)] = CyclicLoopbackRadio(air, radio_name, options)
+    return radio
 
 
 def parse_options(cls: type[_T], query: str, uri: str = "") -> _T:

@@ -25,7 +25,11 @@ COLLECTOR = "virtual-sum"
 class VirtualClients:
     """`count` emulated clients whose summed signal leaves through `transmitter`."""
 
-    def __init__(self, count: int, transmitter: Radio, air: AirConfig | None = None, lookback: int = 64):
+    def __init__(
+        self, count: int, transmitter: Radio, air: AirConfig | None = None, lookback: int = 64, forward_gain_db: float = 0.0
+    ):
+        if not forward_gain_db <= 0.0:
+            raise ValueError(f"forward_gain_db must be an attenuation (<= 0 dB), got {forward_gain_db}")
         if count < 1:
             raise ValueError(f"count must be >= 1 virtual client, got {count}")
         if lookback < 0:
@@ -33,6 +37,8 @@ class VirtualClients:
         self.transmitter = transmitter
         self.air = LoopbackAir(air)
         self.lookback = lookback
+        #: linear gain applied to the clients' sum before the real transmitter (so its peaks fit the DAC)
+        self.forward_gain = 10.0 ** (forward_gain_db / 20.0)
         self.clients = [self.air.radio(f"virtual{k}") for k in range(count)]
         self._collector = self.air.radio(COLLECTOR)
         self._flushed_to = 0
@@ -41,14 +47,26 @@ class VirtualClients:
         """The real receiver, wrapped so every capture first sends the emulated sum."""
         return _ForwardingReceiver(self, radio)
 
+    def emulated_sum(self, n_samples: int, at_sample: int) -> np.ndarray:
+        """The clients' emulated sum for [at_sample, at_sample + n) on the virtual air (samples);
+        the part the virtual air has already passed (sent in an earlier window) is zero."""
+        out = np.zeros(n_samples, dtype=np.complex128)
+        start = max(at_sample, self.air.now())
+        end = at_sample + n_samples
+        if end > start:
+            out[start - at_sample :] = self._collector.receive(end - start, start)
+        return out
+
     def _forward(self, n_samples: int, at_sample: int) -> None:
         """Send the clients' emulated sum for [at_sample - lookback, at_sample + n) through the
         real transmitter (only the part not sent before)."""
-        start = max(at_sample - self.lookback, self._flushed_to, self.air.now())
+        # Not before the transmitter's own clock either: with a sample-clock offset it can run ahead
+        # of the receiver's numbers, and what it has passed was before the asked window anyway.
+        start = max(at_sample - self.lookback, self._flushed_to, self.air.now(), self.transmitter.now())
         end = at_sample + n_samples
         if end <= start:
             return
-        total = self._collector.receive(end - start, start)
+        total = self._collector.receive(end - start, start) * self.forward_gain
         if np.any(total != 0):
             self.transmitter.transmit(total, start)
         self._flushed_to = end
