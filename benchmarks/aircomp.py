@@ -179,13 +179,15 @@ def sweep_points() -> list[tuple[str, float, int]]:
 
 
 # -- impairment axis ------------------------------------------------------------------------------
-def impairment_settings(waveform: str) -> OtaSettings:
-    """Round settings of the impairment axis: P = 0.1 and a longer sounding prefix for the lab delays."""
+def impairment_settings(waveform: str, max_segment_samples: int = 0) -> OtaSettings:
+    """Round settings of the impairment axis: P = 0.1 and a longer sounding prefix for the lab delays;
+    `max_segment_samples` > 0 splits the aggregation frame with phase re-soundings (OtaSettings)."""
     return OtaSettings(
         tx_power=0.1,
         waveform=waveform,  # type: ignore[arg-type]
         sounding_cp=IMPAIRMENT_SOUNDING_CP,
         sounding_min_shift=IMPAIRMENT_SOUNDING_MIN_SHIFT,
+        max_segment_samples=max_segment_samples,
     )
 
 
@@ -233,16 +235,19 @@ def measure_impairment(
     values: int = DEFAULT_VALUES,
     seed: int = 0,
     on_round: Callable[[], None] | None = None,
+    max_segment_samples: int = 0,
 ) -> dict[str, Any]:
     """NMSE of `rounds` measured rounds on the `impairment` air of `lab_impairments_one_by_one` at
     `snr_db`, after `warmup` discarded rounds, beside the receiver's own theory.
+    `max_segment_samples` is passed to OtaSettings (0: one aggregation frame; else segments, each
+    after a phase re-sounding); the record's `airtime_samples` is the mean airtime per measured round.
 
     NMSE = 10*log10(sum_r ||est - exact||^2 / sum_r ||exact||^2) over the rounds that delivered an
     estimate, exact = result.exact_target(updates). Theory replaces the measured error energy of a
     round by values * result.error_variance_theory; for "none" also by the perfect-CSI energy
     (`_true_csi_energy`). `on_round` is called after every round (warm-up included).
     """
-    settings = impairment_settings(waveform)
+    settings = impairment_settings(waveform, max_segment_samples)
     noise_power = noise_power_for(snr_db, settings.tx_power)
     configs = lab_impairments_one_by_one(noise_power=noise_power)
     if impairment not in configs:
@@ -258,7 +263,7 @@ def measure_impairment(
     block = int(round(COHERENCE_TIME_S * SAMPLE_RATE_HZ))
 
     err_energy = exact_energy = theory_energy = true_energy = estimated_energy = 0.0
-    participants = failures = over_block = 0
+    participants = failures = over_block = airtime = 0
     for r in range(warmup + rounds):
         updates = [rng.standard_normal(values) for _ in range(clients)]
         result = ota.run(updates, weights)
@@ -266,6 +271,7 @@ def measure_impairment(
             on_round()
         if r < warmup:
             continue
+        airtime += result.airtime_samples
         # Sounding to the end of the receive window must fit one fading block (see max_values).
         length = result.diagnostics.get("round_samples")
         if length is not None and length + settings.guard_samples > block:
@@ -305,6 +311,8 @@ def measure_impairment(
         "failures": failures,
         "mean_participants": participants / ok if ok else None,
         "rounds_over_block": over_block,
+        "max_segment_samples": int(max_segment_samples),
+        "airtime_samples": airtime / rounds if rounds else None,
     }
 
 
@@ -348,8 +356,10 @@ def render_impairment_table(records: list[dict[str, Any]], command: str) -> Any:
         f"Per point: {r0['warmup']} warm-up rounds, discarded, so the per-client CFO and timing trackers "
         f"converge (the first round also acquires coarse CFO), then {r0['rounds']} measured rounds of "
         f"{r0['values']} N(0,1) values; OtaSettings(tx_power=0.1, waveform={waveform!r}, "
-        f"sounding_cp={IMPAIRMENT_SOUNDING_CP}, sounding_min_shift={IMPAIRMENT_SOUNDING_MIN_SHIFT}): "
+        f"sounding_cp={IMPAIRMENT_SOUNDING_CP}, sounding_min_shift={IMPAIRMENT_SOUNDING_MIN_SHIFT}, "
+        f"max_segment_samples={r0['max_segment_samples']}): "
         "the lab delays need the longer sounding prefix; truncation -10 dB re the round's mean |h|^2. "
+        f"Airtime per measured round (sounding + frame + re-sounding gaps): {_airtime_range(records)} samples. "
         f"failed = rounds without an estimate; active = mean participants.{warn}\nCommand: {command}",
         caption_justify="left",
     )
@@ -372,6 +382,15 @@ def render_impairment_table(records: list[dict[str, Any]], command: str) -> Any:
     return table
 
 
+def _airtime_range(records: list[dict[str, Any]]) -> str:
+    """Mean airtime per measured round over the records, as 'a' or 'a-b' (samples)."""
+    values = [r["airtime_samples"] for r in records if r.get("airtime_samples") is not None]
+    if not values:
+        return "n/a"
+    lo, hi = min(values), max(values)
+    return f"{lo:,.0f}" if round(lo) == round(hi) else f"{lo:,.0f}-{hi:,.0f}"
+
+
 def command_line(rounds: int, values: int, seed: int, as_json: bool) -> str:
     """The command that reproduces this run, every option explicit."""
     args = ["python", "benchmarks/aircomp.py", "--rounds", str(rounds), "--values", str(values), "--seed", str(seed)]
@@ -379,12 +398,13 @@ def command_line(rounds: int, values: int, seed: int, as_json: bool) -> str:
 
 
 def impairment_command_line(waveforms: Sequence[str], snrs: Sequence[float], clients: int, rounds: int,
-                            warmup: int, values: int, seed: int, as_json: bool) -> str:
+                            warmup: int, values: int, seed: int, as_json: bool, max_segment_samples: int = 0) -> str:
     """The command that reproduces an impairment run, every option explicit."""
     args = ["python", "benchmarks/aircomp.py", "--impairments"]
     args += ["--both"] if len(waveforms) > 1 else ["--waveform", waveforms[0]]
     args += ["--snrs", *(f"{x:g}" for x in snrs), "--clients", str(clients), "--warmup", str(warmup),
-             "--rounds", str(rounds), "--values", str(values), "--seed", str(seed)]
+             "--rounds", str(rounds), "--values", str(values), "--seed", str(seed),
+             "--max-segment-samples", str(max_segment_samples)]
     return shlex.join(args + (["--json"] if as_json else []))
 
 
@@ -450,10 +470,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     imp.add_argument("--warmup", type=int, default=None,
                      help=f"discarded rounds per point before measuring, so the CFO and timing trackers "
                      f"converge (default {IMPAIRMENT_WARMUP})")
+    imp.add_argument("--max-segment-samples", type=int, default=None, metavar="N",
+                     help="OtaSettings.max_segment_samples: split each aggregation frame into segments of at most "
+                     "N samples, each after a phase re-sounding that corrects every client's own phase drift "
+                     "(default 0: one frame)")
     args = parser.parse_args(argv)
     only_axis = [opt for opt, value in (("--waveform", args.waveform), ("--both", args.both or None),
                                         ("--snrs", args.snrs), ("--clients", args.clients),
-                                        ("--warmup", args.warmup)) if value is not None]
+                                        ("--warmup", args.warmup),
+                                        ("--max-segment-samples", args.max_segment_samples)) if value is not None]
     if only_axis and not args.impairments:
         parser.error(f"{', '.join(only_axis)} only apply with --impairments")
     if args.rounds is None:
@@ -469,6 +494,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.snrs = list(IMPAIRMENT_SNRS_DB) if args.snrs is None else args.snrs
         args.clients = IMPAIRMENT_CLIENTS if args.clients is None else args.clients
         args.warmup = IMPAIRMENT_WARMUP if args.warmup is None else args.warmup
+        args.max_segment_samples = 0 if args.max_segment_samples is None else args.max_segment_samples
+        if args.max_segment_samples < 0:
+            parser.error("--max-segment-samples must be >= 0 (0: one frame)")
         if args.clients < 1:
             parser.error("--clients must be >= 1")
         if args.warmup < 0:
@@ -485,7 +513,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run_impairments(args: argparse.Namespace) -> int:
     """The impairment axis: tables per waveform (with progress) or, with --json, a list of records."""
     command = impairment_command_line(args.waveforms, args.snrs, args.clients, args.rounds, args.warmup,
-                                      args.values, args.seed, args.json)
+                                      args.values, args.seed, args.json, args.max_segment_samples)
     points = impairment_points(args.waveforms, args.snrs)
     records: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -501,7 +529,8 @@ def run_impairments(args: argparse.Namespace) -> int:
         for waveform, name, snr in points:
             progress.update(task, description=f"{waveform}: {name}, {snr:g} dB")
             record = measure_impairment(name, snr, waveform, args.clients, args.rounds, args.warmup, args.values,
-                                        args.seed, on_round=lambda: progress.advance(task))
+                                        args.seed, on_round=lambda: progress.advance(task),
+                                        max_segment_samples=args.max_segment_samples)
             records.append({**record, "command": command, "seed": args.seed})
     over = sum(r["rounds_over_block"] for r in records)
     if over:

@@ -8,12 +8,15 @@ from rich.console import Console
 
 from airfl.fl.aggregate import Aggregator, IdealAggregator, OverTheAirAggregator
 from airfl.fl.config import ExperimentConfig
-from airfl.fl.ota import OtaSettings, OverTheAirRound
+from airfl.fl.ota import OtaSettings, OverTheAirRound, segment_overhead_samples
+from airfl.fl.ota_cyclic import CyclicOverTheAirRound, CyclicSettings, cyclic_period
 from airfl.modem import SoundingLayout, symbol_count
-from airfl.radio import AirConfig, ChannelConfig, LoopbackAir, RadioConfig
+from airfl.radio import AirConfig, ChannelConfig, LoopbackAir, Radio, RadioConfig
 from airfl.radio.presets import LAB_RX_GAIN_DB, lab_impairments, uncalibrated_lab_impairments
 from airfl.fl.config_radios import default_client_uri
 from airfl.fl.radio_setup import apply_radio_settings, open_run_radios
+from airfl.fl.virtual_cyclic import CyclicForwardingReceiver, cyclic_capable
+from airfl.radio.cyclic import CyclicLoopbackRadio, CyclicOptions
 from airfl.radio.virtual import VirtualClients
 
 
@@ -47,6 +50,7 @@ def ota_settings(cfg: ExperimentConfig) -> OtaSettings:
         fractional_timing=o.fractional_timing,
         dc_correction=o.dc_correction,
         rx_iq_correction=o.rx_iq_correction,
+        max_segment_samples=o.max_segment_samples,
         center_freq_hz=cfg.channel.center_freq_hz,
         sounding_cp=o.sounding_cp,
         sounding_min_shift=o.sounding_min_shift,
@@ -57,6 +61,11 @@ def ota_settings(cfg: ExperimentConfig) -> OtaSettings:
         frame_period_s=o.frame_period_s,
         false_alarm_probability=o.false_alarm_probability,
     )
+
+
+def cyclic_settings(cfg: ExperimentConfig) -> CyclicSettings:
+    """The cyclic mode's knobs from the [ota] section."""
+    return CyclicSettings(tolerance_samples=cfg.ota.cyclic_tolerance_samples, max_iterations=cfg.ota.cyclic_max_iterations)
 
 
 def loopback_channel(cfg: ExperimentConfig) -> ChannelConfig:
@@ -79,6 +88,15 @@ def loopback_channel(cfg: ExperimentConfig) -> ChannelConfig:
         max_delay_samples=c.max_delay_samples,
         noise_power=noise,
     )
+
+
+def rf_link_channel(cfg: ExperimentConfig) -> ChannelConfig:
+    """The emulated RF link of the virtual mode: the radios' impairments and the receiver noise, no
+    fading or delay (those are the virtual clients'). The noise is scaled with the forward gain so
+    that channel.snr_db keeps meaning the SNR per client at the receiver."""
+    channel = loopback_channel(cfg)
+    scale = 10.0 ** (cfg.ota.virtual_forward_gain_db / 10.0)
+    return replace(channel, fading="none", max_delay_samples=0, noise_power=channel.noise_power * scale)
 
 
 def virtual_client_air(cfg: ExperimentConfig) -> AirConfig:
@@ -112,14 +130,25 @@ def loopback_aggregator(cfg: ExperimentConfig, n_clients: int) -> OverTheAirAggr
         # The two-radio lab: the clients' channels (fading, delays) are emulated and summed; one
         # transmitter sends the sum over one RF link, which carries the noise and radio impairments.
         rf = LoopbackAir(AirConfig(seed=cfg.seed, sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz,
-                                   channel=replace(channel, fading="none", max_delay_samples=0)))
-        bank = VirtualClients(n_clients, rf.radio("tx"), virtual_client_air(cfg))
+                                   channel=rf_link_channel(cfg)))
+        bank = VirtualClients(n_clients, rf.radio("tx"), virtual_client_air(cfg), forward_gain_db=cfg.ota.virtual_forward_gain_db)
         server_radio = rf.radio("rx")
         server_radio.configure(rx_config)
         protocol = OverTheAirRound(bank.clients, bank.receiver(server_radio), c.sample_rate_hz, ota_settings(cfg))
         return OverTheAirAggregator(protocol)
     air = LoopbackAir(AirConfig(seed=cfg.seed, sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz,
                                 channel=channel))
+    if cfg.ota.timing_mode == "cyclic":
+        # Stock-Pluto emulation: no hardware time, cyclic buffers, host latency and restart jitter.
+        options = CyclicOptions(c.cyclic_restart_jitter_samples, c.cyclic_max_host_latency_s)
+        cyclic = [CyclicLoopbackRadio(air, f"client{k}", options) for k in range(n_clients)]
+        for k, client in enumerate(cyclic):
+            apply_radio_settings(client, default_client_uri(k), cfg, rx_config)
+        receiver = CyclicLoopbackRadio(air, "server", options)
+        receiver.configure(rx_config)
+        return OverTheAirAggregator(
+            CyclicOverTheAirRound(cyclic, receiver, c.sample_rate_hz, ota_settings(cfg), cyclic_settings(cfg))
+        )
     clients = [air.radio(f"client{k}") for k in range(n_clients)]
     for k, client in enumerate(clients):
         apply_radio_settings(client, default_client_uri(k), cfg, rx_config)
@@ -134,8 +163,20 @@ def radios_aggregator(cfg: ExperimentConfig, n_clients: int, rx_config: RadioCon
     c = cfg.channel
     transmitters, server = open_run_radios(cfg, n_clients, rx_config)
     if cfg.ota.timing_mode == "virtual":
-        bank = VirtualClients(n_clients, transmitters[0], virtual_client_air(cfg))
-        protocol = OverTheAirRound(bank.clients, bank.receiver(server), c.sample_rate_hz, ota_settings(cfg))
+        gain_db = cfg.ota.virtual_forward_gain_db
+        bank = VirtualClients(n_clients, transmitters[0], virtual_client_air(cfg), forward_gain_db=gain_db)
+        if cyclic_capable(transmitters[0]):  # two stock Plutos: each window is one cyclic exchange
+            receiver: Radio = CyclicForwardingReceiver(bank, transmitters[0], server, gain_db)
+        else:
+            receiver = bank.receiver(server)
+        protocol = OverTheAirRound(bank.clients, receiver, c.sample_rate_hz, ota_settings(cfg))
+    elif cfg.ota.timing_mode == "cyclic":
+        try:
+            protocol = CyclicOverTheAirRound(transmitters, server, c.sample_rate_hz, ota_settings(cfg), cyclic_settings(cfg))
+        except ValueError:
+            for radio in (server, *transmitters):
+                radio.close()
+            raise
     else:
         protocol = OverTheAirRound(transmitters, server, c.sample_rate_hz, ota_settings(cfg))
     return OverTheAirAggregator(protocol, owned=[server, *transmitters])
@@ -144,6 +185,9 @@ def radios_aggregator(cfg: ExperimentConfig, n_clients: int, rx_config: RadioCon
 def warn_if_round_outlasts_coherence(cfg: ExperimentConfig, n_values: int, n_clients: int, console: Console) -> None:
     """Block fading redraws the channel every coherence time: a longer round sends on stale CSI."""
     o = cfg.ota
+    if o.timing_mode == "cyclic":
+        warn_if_cyclic_round_sees_fading(cfg, n_values, n_clients, console)
+        return
     sounding = SoundingLayout(
         n_clients, o.sounding_cp, o.sounding_min_shift, o.sounding_min_length, o.sounding_repeats
     ).burst_length
@@ -153,6 +197,7 @@ def warn_if_round_outlasts_coherence(cfg: ExperimentConfig, n_values: int, n_cli
         payload = (1 + -(-symbols // n_data)) * (o.ofdm_fft + o.ofdm_cp)
     else:
         payload = o.preamble_length + symbols + (symbols // o.pilot_spacing + 1 if o.pilot_spacing else 0)
+    payload += segment_overhead_samples(n_clients, payload, ota_settings(cfg))  # re-soundings, if any
     round_samples = o.quiet_samples + sounding + payload + 3 * o.lead_samples + cfg.channel.max_delay_samples
     coherence = cfg.channel.coherence_time_s * cfg.channel.sample_rate_hz
     if cfg.channel.fading == "rayleigh" and round_samples > coherence:
@@ -160,6 +205,25 @@ def warn_if_round_outlasts_coherence(cfg: ExperimentConfig, n_values: int, n_cli
             f"[yellow]warning:[/] one round lasts {round_samples:,} samples but the channel changes every "
             f"{coherence:,.0f} samples (channel.coherence_time_s): the payload will be sent on stale channel "
             "estimates; raise channel.coherence_time_s or channel.sample_rate_hz for a block-fading experiment"
+        )
+
+
+def warn_if_cyclic_round_sees_fading(cfg: ExperimentConfig, n_values: int, n_clients: int, console: Console) -> None:
+    """Cyclic rounds cannot start on the fading grid (no hardware time); say how often a round will
+    straddle a change of the channel."""
+    c = cfg.channel
+    if c.fading == "none" or cfg.radios.server:
+        return
+    period = cyclic_period(ota_settings(cfg), cyclic_settings(cfg), n_clients, n_values)
+    span = 2 * period + 2 * c.cyclic_max_host_latency_s * c.sample_rate_hz  # a sounding and a payload capture
+    coherence = c.coherence_time_s * c.sample_rate_hz
+    if span > 0.1 * coherence:
+        console.print(
+            f"[yellow]warning:[/] a cyclic round spans at least {span:,.0f} samples (two captures of one "
+            f"{period:,}-sample period plus host latency) and cannot be aligned to the channel's "
+            f"{coherence:,.0f}-sample fading blocks, so about {min(1.0, span / coherence):.0%} of rounds see the "
+            "channel change: they feed back again (cyclic_csi_refreshes) and a few fail; raise "
+            "channel.coherence_time_s for a static bench"
         )
 
 

@@ -79,6 +79,16 @@ class ChannelSection(_Section):
     rx_gain_db: float | None = Field(
         None, ge=-40, le=80, description="receiver gain before the ADC (dB); default -10 with impairments, else 0"
     )
+    cyclic_restart_jitter_samples: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="ota.timing_mode = cyclic: re-loading a running cyclic buffer restarts it this many samples "
+        "(uniform, +-) from where it was; 0 is a seamless swap (radio/cyclic.py)",
+    )
+    cyclic_max_host_latency_s: float = Field(
+        1e-3, ge=0, le=10, description="ota.timing_mode = cyclic: each host operation takes effect after 0..this (s)"
+    )
 
 
 class OtaSection(_Section):
@@ -92,10 +102,28 @@ class OtaSection(_Section):
     )
     truncation_threshold_db: float = Field(-10.0, ge=-60, le=20)
     waveform: Literal["single_carrier", "ofdm"] = "single_carrier"
-    timing_mode: Literal["timed", "virtual"] = Field(
+    timing_mode: Literal["timed", "virtual", "cyclic"] = Field(
         "timed",
         description="timed: every client its own radio with timed bursts; virtual: the clients are "
-        "emulated, summed, and sent by one transmitter over one RF link (the two-radio lab)",
+        "emulated, summed, and sent by one transmitter over one RF link (the two-radio lab); cyclic: "
+        "radios without hardware time (stock Plutos) repeat their frame from a cyclic buffer, aligned by "
+        "rotating it (airfl.fl.ota_cyclic)",
+    )
+    cyclic_tolerance_samples: float | None = Field(
+        None,
+        gt=0,
+        description="cyclic mode: largest offset (samples) of a client from the target at which alignment stops; "
+        "default 0.1 for single carrier, 1 for OFDM (inside the cyclic prefix, at most 2)",
+    )
+    virtual_forward_gain_db: float = Field(
+        0.0,
+        ge=-100,
+        le=0,
+        description="virtual mode: attenuation (dB) of the clients' summed signal before the real transmitter, "
+        "so its peaks fit the DAC (K clients add up in power); part of the channel the round measures",
+    )
+    cyclic_max_iterations: int = Field(
+        8, ge=1, le=1000, description="cyclic mode: alignment rotations (and channel refreshes) per round before giving up"
     )
     pilot_spacing: int = Field(32, ge=0, le=1_000_000, description="single carrier: data symbols per pilot")
     sounding_repeats: int = Field(4, ge=1, le=16, description="pilot periods; >= 2 measures each client's CFO")
@@ -113,6 +141,14 @@ class OtaSection(_Section):
     fractional_timing: bool = True
     dc_correction: bool = True
     rx_iq_correction: bool = False
+    max_segment_samples: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="0: one aggregation frame; else split it into segments of at most this many samples (OFDM: "
+        "whole symbols), each after a phase re-sounding that corrects every client's own oscillator drift "
+        "(phase noise, residual CFO); costs a gap of ~sounding length + lead per extra segment",
+    )
     sounding_cp: int = Field(16, ge=0, le=4096)
     sounding_min_shift: int = Field(32, ge=4, le=65536)
     sounding_min_length: int = Field(251, ge=3, le=1_000_003)
@@ -136,6 +172,17 @@ class OtaSection(_Section):
             raise ValueError("ota.ofdm_used must be even and smaller than ota.ofdm_fft")
         if self.acquisition_length <= self.sounding_cp + 16:
             raise ValueError("ota.acquisition_length must exceed ota.sounding_cp by more than 16 samples")
+        tol = self.cyclic_tolerance_samples
+        if tol is not None and self.waveform == "single_carrier" and self.fractional_timing and tol > 0.5:
+            raise ValueError(
+                f"ota.cyclic_tolerance_samples ({tol:g}) must be a fraction of a sample (at most 0.5) for single "
+                "carrier, e.g. 0.1"
+            )
+        if tol is not None and self.waveform == "ofdm" and tol > 2:
+            raise ValueError(
+                f"ota.cyclic_tolerance_samples ({tol:g}) must be at most 2 samples for OFDM: the part of the cyclic "
+                "prefix the receiver's FFT window leaves before each symbol"
+            )
         return self
 
 

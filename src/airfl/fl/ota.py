@@ -17,6 +17,11 @@ has been received and processed, as the control plane would):
 4. Transmit together: participant k sends its pre-equalised frame (single carrier with pilots, or
    OFDM), CFO-corrected, fractionally and integer advanced, so all arrive aligned at t_1. If any
    burst would exceed the DAC's full scale, every pre-equaliser is scaled down together (eta too).
+   With max_segment_samples > 0 the frame goes out in segments: each client's own oscillator keeps
+   wandering after the sounding (Wiener phase noise, residual CFO), and no pilot in the sum can see
+   one client's rotation, so the server measures it and each client removes it before sending:
+   for the first segment from the sounding's last period, for every later one from a phase
+   re-sounding (one pilot period) in a gap before it. The receiver splices the gaps out.
 5. Receive: detect the preamble, track the common phase with the pilots, divide by sqrt(eta),
    de-normalise.
 
@@ -95,6 +100,19 @@ class OtaSettings:
         the receiver is its CFO / center_freq_hz and can be pre-compensated by re-timing its burst.
     cfo_correction / sco_correction / timing_correction / fractional_timing / dc_correction /
         rx_iq_correction: switch each correction (tests switch them off to show what goes wrong).
+    max_segment_samples: 0 (default) sends the aggregation frame in one piece. Otherwise the frame
+        is split into the fewest segments of at most this many samples (OFDM: whole OFDM symbols,
+        at least one), and every segment after the first is preceded by a phase re-sounding: the
+        participants send one period of their sounding pilot, the server measures each one's phase
+        drift since the sounding (its own oscillator's phase noise and residual CFO, which no pilot
+        in the sum can see) and feeds back a phase correction that the client applies to the next
+        segment; the first segment gets its correction from the sounding's last period (no
+        airtime), so any value > 0 also helps a frame that fits one segment. Each extra segment costs a gap in the frame: PAD samples of the previous segment's
+        tail, the re-sounding (sounding_cp + N samples, N the sounding pilot length), lead_samples
+        for the server to measure and feed back, and the largest timing advance plus PAD for the next
+        segment's head (~560 samples for 10 clients with sounding_cp=24, sounding_min_shift=40). The
+        gaps count in airtime_samples; diagnostics give segments, segment_overhead_samples,
+        resounding_samples and segment_phase_rms_deg (the phase drift the re-soundings measured).
     """
 
     tx_power: float = 0.1
@@ -128,6 +146,7 @@ class OtaSettings:
     fractional_timing: bool = True
     dc_correction: bool = True
     rx_iq_correction: bool = False
+    max_segment_samples: int = 0
 
 
 @dataclass
@@ -153,6 +172,10 @@ class RoundResult:
     client_delay: dict[int, float] = field(default_factory=dict)
     value_weights: np.ndarray | None = None  # (clients, n_values) OFDM: weight of each client per value
     frontend: FrontEndCorrection | None = None  # the receiver's DC and IQ-image estimates this round
+    # What the server received, as it came off the radio (before any correction), for recordings
+    # (calibration's end_to_end saves them as SigMF): name -> (server sample of the first sample,
+    # samples). "sounding": the sounding burst; "payload": the aggregation frame with its guards.
+    captures: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
 
     def exact_target(self, updates: Sequence[np.ndarray]) -> np.ndarray:
         """The exact aggregate this round's estimate stands for: per value, the weighted mean over
@@ -175,6 +198,59 @@ def split_finite(updates: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
     return ok, bad
 
 
+def segment_cuts(frame_length: int, max_segment: int, unit: int = 1, first_min: int = 0) -> list[int]:
+    """Where to split a frame of `frame_length` samples into the fewest segments of at most
+    `max_segment` samples, cutting only at multiples of `unit` samples (OFDM: the symbol length) and
+    not before `first_min` (the first segment keeps the whole preamble). Segments come out as equal
+    as the units allow. Returns the cut positions (samples from the frame start, increasing); [] for
+    one segment (also when max_segment <= 0).
+    """
+    if max_segment <= 0 or frame_length <= max_segment:
+        return []
+    units = -(-frame_length // unit)
+    per = max(1, max_segment // unit)
+    count = -(-units // per)
+    cuts = sorted({int(round(i * units / count)) * unit for i in range(1, count)})
+    return [c for c in cuts if first_min <= c < frame_length]
+
+
+def segment_overhead_samples(n_clients: int, frame_length: int, settings: OtaSettings) -> int:
+    """Upper estimate of the samples the re-soundings add to an aggregation frame of `frame_length`
+    samples (0 with max_segment_samples = 0 or when the frame fits one segment), for planning: per
+    extra segment the re-sounding (sounding_cp + N), lead_samples, 2 * PAD and up to two cyclic
+    prefixes of timing advance. The exact figure of a round is its
+    diagnostics["segment_overhead_samples"]."""
+    s = settings
+    unit = s.ofdm_fft + s.ofdm_cp if s.waveform == "ofdm" else 1
+    cuts = segment_cuts(frame_length, s.max_segment_samples, unit, unit if s.waveform == "ofdm" else s.preamble_length + 1)
+    resound = SoundingLayout(n_clients, s.sounding_cp, s.sounding_min_shift, s.sounding_min_length, 1).burst_length
+    return len(cuts) * (resound + s.lead_samples + 2 * PAD + 2 * s.sounding_cp)
+
+
+def _with_gaps(burst: np.ndarray, cuts: list[int], gap: int) -> np.ndarray:
+    """`burst` with `gap` zero samples inserted before each position in `cuts`."""
+    pieces = np.split(np.asarray(burst, dtype=np.complex128), cuts)
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        out += [np.zeros(gap, dtype=np.complex128), piece]
+    return np.concatenate(out)
+
+
+def segment_phases(taps: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each participant's phase drift (rad) since the sounding, relative to the participants' mean.
+
+    taps, reference: (participants, width) responses from a re-sounding and from the round's
+    sounding, in the same correlation bins. The drift of client k is the phase of
+    sum_w taps[k, w] * conj(reference[k, w]) (every tap weighted by its energy). The part common to
+    all participants (the receiver's own phase noise, a residual common CFO) is left to the pilots
+    in the payload, so it is removed (mean of the unit phasors), and the common phase the pilots
+    track stays continuous from one segment to the next.
+    """
+    theta = np.angle(np.sum(taps * np.conj(reference), axis=1))
+    common = np.angle(np.sum(np.exp(1j * theta)))
+    return np.angle(np.exp(1j * (theta - common)))
+
+
 class OverTheAirRound:
     """Runs analog aggregation rounds over `clients` (transmitters) and `server` (receiver)."""
 
@@ -187,6 +263,10 @@ class OverTheAirRound:
         self.server = server
         self.sample_rate_hz = sample_rate_hz
         self.settings = settings or OtaSettings()
+        if self.settings.max_segment_samples < 0:
+            raise ValueError(
+                f"max_segment_samples must be >= 0 (0: one segment), got {self.settings.max_segment_samples}"
+            )
         self.frame_period = max(1, int(round(self.settings.frame_period_s * sample_rate_hz)))
         n = len(self.clients)
         self.cfo = np.zeros(n)  # each client's CFO correction in use (cycles/sample)
@@ -292,6 +372,7 @@ class OverTheAirRound:
             start = t_s - int(self.advance[k])
             self.clients[k].transmit(correct(pilot, self.cfo[k], start - t_s), start)
         raw = self.server.receive(sounding.burst_length, t_s)
+        result.captures["sounding"] = (t_s, raw)
         fe = self._update_iq(raw, fe)
         result.frontend = fe
         est = estimate_channels(correct(fe.apply(raw), common_applied, 0.0), sounding, amp)
@@ -309,6 +390,7 @@ class OverTheAirRound:
                 self.common_tracker.update([0], np.array([common_applied + shared]), np.array([1.0 / np.sum(inverse)]))[0]
             )
             self.cfo[valid] = self.tracker.update(valid, applied + est.cfo - shared, variance)
+        sounded_advance = {k: int(self.advance[k]) for k in valid}  # the advance the sounding was sent with
         arrival = {k: int(self.advance[k]) + int(est.delays[j]) for j, k in enumerate(valid)}
         frac = {k: float(est.fractional[j]) for j, k in enumerate(valid)}
         if s.timing_correction:
@@ -391,6 +473,22 @@ class OverTheAirRound:
             [arrival[k] - self.target_lag for k in active] + [0]
         ) + PAD
         lead = {k: (arrival[k] if s.timing_correction else self.target_lag) for k in active}
+        # Segments (max_segment_samples): cut the frame and leave a gap before every segment after
+        # the first for a phase re-sounding and its feedback. Gaps are inserted as zeros before
+        # re-timing, so each client's clock stretch is applied over the whole span, gaps included.
+        unit = self.ofdm.symbol_length if ofdm else 1
+        cuts = segment_cuts(frame_length, s.max_segment_samples, unit, unit if ofdm else s.preamble_length + 1)
+        resound = SoundingLayout(len(valid), s.sounding_cp, s.sounding_min_shift, s.sounding_min_length, 1)
+        overhang = PAD + max([sounded_advance[k] - lead[k] for k in active] + [0])
+        gap = 0
+        if cuts:
+            gap = overhang + resound.burst_length + max(
+                lead[k] + PAD + max(s.lead_samples, -sounded_advance[k]) for k in active
+            )
+        holes = [c + i * gap for i, c in enumerate(cuts)]  # gap starts, in the frame with gaps
+        span = frame_length + len(cuts) * gap
+        if cuts:
+            jobs = [(k, _with_gaps(x, cuts, gap), delay) for k, x, delay in jobs]
         # Re-time every burst: fractional advance, the clock drift since sounding, and the stretch of
         # its sample clock relative to the receiver's (locked clocks: CFO / carrier).
         retimed = []
@@ -410,28 +508,90 @@ class OverTheAirRound:
         result.eta = eta
         result.diagnostics["papr_backoff_db"] = float(-20 * np.log10(backoff))
         change = {k: float(self.cfo[k] - applied[j]) for j, k in enumerate(valid)}
-        for k, x, pad in jobs:
-            start = t_1 - lead[k] - pad
-            samples = x * backoff
-            if s.cfo_correction:
-                # NCO phase is referred to t_s at the transmitter; the sounding saw the old correction
-                # through the link's lag T_k, so the changed one needs exp(-j 2 pi change T_k) on top.
-                # The tracked drift (cycles/sample per second) bends the NCO into a chirp.
-                rate = float(self.tracker.x[k, 1]) / self.sample_rate_hz
-                samples = correct(samples, self.cfo[k], start - t_s, rate) * np.exp(
-                    -2j * np.pi * change[k] * result.client_delay[k]
-                )
-            self.clients[k].transmit(samples, start)
-        result.airtime_samples += frame_length
-        result.timing = {"sounding_at": t_s, "payload_at": t_1}
-        result.diagnostics["round_samples"] = float(t_1 + frame_length - round_start)
+        rate = {k: float(self.tracker.x[k, 1]) / self.sample_rate_hz for k in active}
 
-        # 5. Receive.
-        window = self.server.receive(frame_length + 2 * s.guard_samples, t_1 - s.guard_samples)
-        window = fe.apply(window)
+        def nco(k: int, x: np.ndarray, at: int) -> np.ndarray:
+            """Client k's carrier correction of samples sent from `at` (its clock). The NCO phase is
+            referred to t_s at the transmitter; the sounding saw the old correction through the link's
+            lag T_k, so the changed one needs exp(-j 2 pi change T_k) on top. The tracked drift
+            (cycles/sample per second) bends the NCO into a chirp."""
+            if not s.cfo_correction:
+                return x
+            return correct(x, self.cfo[k], at - t_s, rate[k]) * np.exp(-2j * np.pi * change[k] * result.client_delay[k])
+
+        bursts = {k: x * backoff for k, x, _ in jobs}
+        starts = {k: t_1 - lead[k] - pad for k, _, pad in jobs}
+        # piece i of a burst: from the end of gap i-1 (its re-timed head starts PAD early) to the start
+        # of gap i (plus the re-timed tail)
+        pieces = {
+            k: list(zip([0] + [h + gap for h in holes], [2 * pad + h for h in holes] + [len(x)])) for k, x, pad in jobs
+        }
+        correction = {k: 0.0 for k in active}  # phase (rad) each client takes off its current segment
+        rows = [j for j in range(len(valid)) if participants[j]]  # sounding rows of the participants
+        drift: list[np.ndarray] = []  # per-client phase drift each (re-)sounding measured (rad)
+        if s.max_segment_samples > 0:
+            # The first segment's phase reference: the sounding's last period (the last cp + N samples
+            # hold a whole cyclic period), closer to the payload than the mean over all periods that
+            # the gains are referred from. It was sent with the old NCO; the payload's NCO differs by
+            # `change`, which has turned client k by -2 pi change t_last by then.
+            last = sounding.burst_length - resound.burst_length
+            y = correct(fe.apply(raw[last:]), common_applied, last)
+            t_last = last + sounding.cp + (sounding.length - 1) / 2.0
+            turn = np.exp(-2j * np.pi * np.array([change[k] for k in active]) * t_last)
+            theta = segment_phases(estimate_channels(y, resound, amp).taps[rows] * turn[:, None], est.taps[rows])
+            drift.append(theta)
+            correction.update({k: float(theta[n]) for n, k in enumerate(active)})
+
+        def send(segment: int) -> None:
+            for k in active:
+                lo, hi = pieces[k][segment]
+                x = nco(k, bursts[k][lo:hi], starts[k] + lo)
+                if correction[k]:
+                    x = x * np.exp(-1j * correction[k])
+                self.clients[k].transmit(x, starts[k] + lo)
+
+        # 4-5. Transmit together and receive; between segments, re-sound and feed back phases.
+        send(0)
+        common_rate = float(self.common_tracker.x[0, 1]) / self.sample_rate_hz
+        parts: list[np.ndarray] = []  # received pieces, gaps included, in time order
+        cursor = t_1 - s.guard_samples
+        for i, h in enumerate(holes):
+            t_r = t_1 + h + overhang
+            for j, k in zip(rows, active):
+                at = t_r - sounded_advance[k]  # sent like the sounding, through the payload's NCO
+                self.clients[k].transmit(nco(k, resound.pilot(j, amp), at), at)
+            parts.append(self.server.receive(t_r - cursor, cursor))
+            raw_r = self.server.receive(resound.burst_length, t_r)
+            parts.append(raw_r)
+            cursor = t_r + resound.burst_length
+            y = fe.apply(raw_r)
+            if s.cfo_correction:
+                y = correct(y, self.common, t_r - t_s, common_rate)
+            theta = segment_phases(estimate_channels(y, resound, amp).taps[rows], est.taps[rows])
+            drift.append(theta)
+            correction.update({k: float(theta[n]) for n, k in enumerate(active)})
+            send(i + 1)
+        parts.append(self.server.receive(t_1 + span + s.guard_samples - cursor, cursor))
+        result.airtime_samples += span
+        result.timing = {"sounding_at": t_s, "payload_at": t_1}
+        result.diagnostics["round_samples"] = float(t_1 + span - round_start)
+        result.diagnostics.update(
+            segments=float(len(cuts) + 1),
+            segment_overhead_samples=float(len(cuts) * gap),
+            resounding_samples=float(len(cuts) * resound.burst_length),
+            segment_phase_rms_deg=float(np.degrees(np.sqrt(np.mean(np.square(drift))))) if drift else 0.0,
+        )
+
+        received = np.concatenate(parts)
+        result.captures["payload"] = (t_1 - s.guard_samples, received)
+        window = fe.apply(received)
         if s.cfo_correction:
-            common_rate = float(self.common_tracker.x[0, 1]) / self.sample_rate_hz
             window = correct(window, self.common, t_1 - s.guard_samples - t_s, common_rate)
+        if holes:  # splice the gaps out: the frame as if it had been sent in one piece
+            keep = np.ones(len(window), dtype=bool)
+            for h in holes:
+                keep[s.guard_samples + h : s.guard_samples + h + gap] = False
+            window = window[keep]
         try:
             if ofdm:
                 active_f = pc.active[participants]  # (n_active, n_used)

@@ -5,7 +5,9 @@ loopback URIs get an air built from [channel] (named by the URI's AIR part), har
 their backend (pyadi-iio, SoapySDR). Every radio is configured with the run's sample rate and
 carrier, its own TX gain (radios.tx_gain_db) and, where given, its xo_correction; the server gets
 channel.rx_gain_db. A radio that cannot do what the timing mode needs is refused with a sentence
-that says which mode it can do.
+that says which mode it can do. The virtual mode takes either timed radios (the sum is sent at the
+sample time the round asks) or a cyclic transmitter such as a stock Pluto (every window is one cyclic
+exchange, fl/virtual_cyclic.py).
 """
 
 from __future__ import annotations
@@ -34,15 +36,15 @@ def apply_radio_settings(radio: Radio, uri: str, cfg: ExperimentConfig, base: Ra
 
 
 def _prepare_loopback_airs(cfg: ExperimentConfig, uris: list[str]) -> None:
-    from airfl.fl.air_setup import loopback_channel  # noqa: PLC0415 - air_setup imports this module
+    from airfl.fl.air_setup import loopback_channel, rf_link_channel  # noqa: PLC0415 - air_setup imports this module
 
     c = cfg.channel
+    channel = rf_link_channel(cfg) if cfg.ota.timing_mode == "virtual" else loopback_channel(cfg)
     names = {urlsplit(u).netloc or "default" for u in uris if urlsplit(u).scheme.lower() == "loopback"}
     for name in names:
         loopback_air(
             name,
-            AirConfig(seed=cfg.seed, sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz,
-                      channel=loopback_channel(cfg)),
+            AirConfig(seed=cfg.seed, sample_rate_hz=c.sample_rate_hz, center_freq_hz=c.center_freq_hz, channel=channel),
         )
 
 
@@ -75,7 +77,8 @@ def open_run_radios(cfg: ExperimentConfig, n_clients: int, rx_config: RadioConfi
             opened.append(radio)
             apply_radio_settings(radio, uri, cfg, rx_config)
             transmitters.append(radio)
-        if cfg.ota.timing_mode in ("timed", "virtual"):
+        two_plutos = virtual and transmitters[0].capabilities.cyclic_tx and not transmitters[0].capabilities.timed_tx
+        if cfg.ota.timing_mode in ("timed", "virtual") and not two_plutos:
             for radio in opened:
                 caps = radio.capabilities
                 if not (caps.timed_tx and caps.timed_rx):
