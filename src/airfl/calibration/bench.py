@@ -15,7 +15,7 @@ On the loopback the bench also exposes the truth (`Bench.air`, `Bench.air_name`)
 check a procedure's answer against what the emulated air applied.
 
 Radios are named by URI (radio/uri.py). For emulated radios the air's physics comes from a preset
-(`AIR_PRESETS`: "ideal", "lab", "lab_uncalibrated") and a seed, chosen on the command line with
+(`AIR_PRESETS`: "ideal", "lab", "lab_uncalibrated", "cabled") and a seed, chosen on the command line with
 `--air` and `--seed`.
 """
 
@@ -37,12 +37,28 @@ DEFAULT_NOISE_POWER = 1e-4
 """Receiver noise power of emulated airs (full-scale units^2 per complex sample at the receiver
 input, -40 dBFS): the lab preset's operating point (radio/presets.py)."""
 
+CABLED_TX_SATURATION = 0.8
+"""Output saturation (full-scale units) of the `cabled` preset's transmitters (Rapp, p = 2): the
+compression a transmit-linearity sweep should find (P1dB about 1.4 dB below full scale)."""
+
+
+def cabled_impairments(noise_power: float) -> ChannelConfig:
+    """A conducted bench: the lab radios (oscillators, front ends, ADC) over cables and attenuators,
+    so no fading and no multipath, and transmitters that compress near full scale."""
+    lab = lab_impairments(noise_power=noise_power, fading="none", rms_delay_spread_ns=0.0)
+    return replace(lab, frontend=replace(lab.frontend, tx_saturation=CABLED_TX_SATURATION))
+
+
 AIR_PRESETS: dict[str, Callable[[float], ChannelConfig]] = {
     "ideal": lambda noise: ChannelConfig(fading="none", noise_power=noise),
     "lab": lambda noise: lab_impairments(noise_power=noise),
     "lab_uncalibrated": lambda noise: uncalibrated_lab_impairments(noise_power=noise),
+    "cabled": cabled_impairments,
 }
-"""Physics of the emulated air for loopback URIs: name -> ChannelConfig for a noise power."""
+"""Physics of the emulated air for loopback URIs: name -> ChannelConfig for a noise power.
+ideal: no impairment but the noise (unit gain, no fading). lab: every impairment of a radiated
+bench of calibrated Plutos (radio/presets.py). lab_uncalibrated: the same at +-25 ppm. cabled:
+a conducted bench (`cabled_impairments`): no fading or multipath, transmitters that compress."""
 
 DEFAULT_LEAD_SAMPLES = 2048
 """How far ahead (samples) timed bursts are scheduled: room for a host to queue them."""

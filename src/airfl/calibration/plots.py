@@ -1,4 +1,5 @@
-"""Figures procedures share: spectrum, constellation, estimate against truth, a swept curve.
+"""Figures procedures share: spectrum, constellation, estimate against truth, a swept curve, a
+scatter, and complex coefficients around a target.
 
 Each function draws one PNG (matplotlib, Agg: no display needed) and returns nothing; the caller
 chooses the path with `ProcedureOutput.figure_path`.
@@ -105,6 +106,53 @@ def curve(
     ax.grid(alpha=0.3)
     if len(ys) > 1:
         ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def scatter(path: Path, x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, xlabel: str, ylabel: str,
+            title: str) -> None:
+    """Paired values (e.g. an estimate against the exact value), with the y = x line."""
+    plt = _plt()
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(xs, ys, ".", ms=2, alpha=0.5)
+    if xs.size:
+        lo, hi = float(min(xs.min(), ys.min())), float(max(xs.max(), ys.max()))
+        ax.plot([lo, hi], [lo, hi], "-", color="k", lw=0.8, label="y = x")
+        ax.legend(loc="upper left")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def coefficients(path: Path, groups: dict[str, np.ndarray], title: str, target: complex = 1.0 + 0j) -> None:
+    """Complex coefficients, one colour per group (e.g. per client), in a square view centred on
+    `target` (e.g. effective gains normalised to their target, 1)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    spread = 0.0
+    for label, values in groups.items():
+        v = np.asarray(values, dtype=np.complex128).ravel()
+        v = v[np.isfinite(v)]
+        if v.size:
+            spread = max(spread, float(np.max(np.abs(v - target))))
+            ax.plot(v.real, v.imag, ".", ms=5, alpha=0.7, label=label)
+    ax.plot([target.real], [target.imag], "x", ms=10, color="k", label="target")
+    half = max(1.1 * spread, 1e-3)
+    ax.set_xlim(target.real - half, target.real + half)
+    ax.set_ylim(target.imag - half, target.imag + half)
+    ax.set_aspect("equal")
+    ax.set_xlabel("I")
+    ax.set_ylabel("Q")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--center-freq", type=float, default=2.44e9, help="carrier (Hz, default 2.44e9)")
     cal.add_argument("--rx-gain", type=float, default=0.0, help="receive gain (dB) unless a procedure sweeps it")
     cal.add_argument("--tx-gain", type=float, default=-10.0, help="transmit gain (dB, <= 0) unless a procedure sweeps it")
-    cal.add_argument("--air", default="lab", help="loopback only: physics preset of the emulated air (ideal, lab, lab_uncalibrated)")
+    cal.add_argument("--air", default="lab", help="loopback only: physics preset of the emulated air (ideal, lab, lab_uncalibrated, cabled)")
     cal.add_argument("--seed", type=int, default=0, help="loopback only: seed of the emulated air")
     cal.add_argument("--noise-power", type=float, default=1e-4, help="loopback only: receiver noise (full-scale units^2, default 1e-4 = -40 dBFS)")
     cal.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="a procedure option, e.g. -o n_samples=65536")
