@@ -89,6 +89,20 @@ class Radio(Protocol):
         """Release buffers and the device; safe to call twice."""
 
 
+def untimed_window(name: str, n_samples: int, at_sample: int, delivered: int) -> tuple[int, int]:
+    """Check a receive request on a radio without hardware time, whose clock is only the count of
+    samples already delivered: (samples to skip, samples to read). Windows in the past are late."""
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    if at_sample < delivered:
+        raise LateCommandError(
+            f"{name}: receive from sample {at_sample} asked, but {delivered} samples have already been "
+            "delivered; without hardware time only windows from now() on can be captured"
+        )
+    skip = at_sample - delivered
+    return skip, skip + n_samples
+
+
 def as_baseband(samples: np.ndarray) -> np.ndarray:
     """Validate a transmit burst: 1-D, finite, complex; returns a complex128 copy-free view."""
     x = np.asarray(samples)

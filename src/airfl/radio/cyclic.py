@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from airfl.radio.base import Capabilities, LateCommandError, RadioConfig, RadioError, as_baseband
+from airfl.radio.base import Capabilities, LateCommandError, RadioConfig, RadioError, as_baseband, untimed_window
 from airfl.radio.loopback import LOOPBACK_MAX_RATE_HZ, LoopbackAir, LoopbackRadio, _Cyclic
 from airfl.radio.seeding import seeded_rng, stable_id
 
@@ -186,16 +186,7 @@ class CyclicLoopbackRadio(LoopbackRadio):
         """Capture samples [at_sample, at_sample + n) of the software count: one contiguous window
         that starts after a host latency (see the module docstring)."""
         self._check_open()
-        n_samples, at_sample = int(n_samples), int(at_sample)
-        if n_samples < 0:
-            raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-        if at_sample < self._count:
-            raise LateCommandError(
-                f"{self.name}: receive from sample {at_sample} asked, but {self._count} samples have already been "
-                "delivered; without hardware time only windows from now() on can be captured"
-            )
-        skip = at_sample - self._count
-        total = skip + n_samples
+        skip, total = untimed_window(self.name, int(n_samples), int(at_sample), self._count)
         if total == 0:
             return np.zeros(0, dtype=np.complex128)
         start = max(self._local_at(self._host_step()), self.air.local_now(self.name))

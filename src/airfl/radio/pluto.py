@@ -49,6 +49,7 @@ from airfl.radio.base import (
     RadioConfig,
     RadioError,
     as_baseband,
+    untimed_window,
 )
 
 PLUTO_INSTALL_HINT = (
@@ -320,16 +321,7 @@ class PlutoRadio:
     def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
         """Capture samples [at_sample, at_sample + n) of the software count, in full-scale units."""
         self._check_open()
-        n_samples, at_sample = int(n_samples), int(at_sample)
-        if n_samples < 0:
-            raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-        if at_sample < self._count:
-            raise LateCommandError(
-                f"{self.name}: receive from sample {at_sample} asked, but {self._count} samples have already "
-                "been delivered; without hardware time only windows from now() on can be captured"
-            )
-        skip = at_sample - self._count
-        total = skip + n_samples
+        skip, total = untimed_window(self.name, int(n_samples), int(at_sample), self._count)
         if total == 0:
             return np.zeros(0, dtype=np.complex128)
         if total > MAX_RX_WINDOW:
