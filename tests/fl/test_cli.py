@@ -83,3 +83,15 @@ def test_calibrate_mistakes_are_one_sentence(tmp_path, capsys, argv, fragment):
     assert code == 2
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1
+
+
+def test_calibrate_applies_what_earlier_procedures_found(tmp_path, capsys):
+    """A later procedure starts from the profile: the receive gain noise_floor chose, unless given."""
+    out = str(tmp_path / "cal")
+    base = ["--radio", "loopback://c/server", "--out", out]
+    assert main(["calibrate", "noise_floor", *base, "-o", "gains_db=-30,-20,-10", "-o", "n_samples=4096"]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", "frequency", *base, "--tx", "loopback://c/client0"]) == 0
+    assert "loopback://c/server: rx_gain_db = -20 dB" in capsys.readouterr().out
+    assert main(["calibrate", "frequency", *base, "--tx", "loopback://c/client0", "--rx-gain", "5"]) == 0
+    assert "rx_gain_db = -20 dB" not in capsys.readouterr().out  # the command line wins

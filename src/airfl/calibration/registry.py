@@ -127,5 +127,31 @@ def run_procedure(
     return result, profile
 
 
+def apply_profile_to_bench(
+    bench: Bench, profile: CalibrationProfile, *, rx_gain: bool = True, tx_gain: bool = True
+) -> list[str]:
+    """Set what earlier procedures found on the bench's radios: the receiver's `rx_gain_db`, each
+    transmitter's `tx_gain_db` and `xo_correction_hz` (radios that have one). Returns what was set,
+    one line each, for the console. `rx_gain` / `tx_gain` False leave gains the user chose alone."""
+    done: list[str] = []
+    rx = profile.entry(bench.receiver_uri, getattr(bench.receiver, "serial", None))
+    if rx_gain and rx is not None and rx.rx_gain_db is not None and rx.rx_gain_db != bench.config.rx_gain_db:
+        bench.set_rx_gain(rx.rx_gain_db)
+        done.append(f"{bench.receiver_uri}: rx_gain_db = {rx.rx_gain_db:g} dB")
+    for i, (radio, uri) in enumerate(zip(bench.transmitters, bench.transmitter_uris, strict=True)):
+        entry = profile.entry(uri, getattr(radio, "serial", None))
+        if entry is None:
+            continue
+        if tx_gain and entry.tx_gain_db is not None and entry.tx_gain_db != bench.tx_gains_db[i]:
+            bench.set_tx_gain(i, entry.tx_gain_db)
+            done.append(f"{uri}: tx_gain_db = {entry.tx_gain_db:g} dB")
+        has_xo = getattr(radio, "has_xo_correction", None)
+        if entry.xo_correction_hz is not None and callable(has_xo) and has_xo():
+            if radio.xo_correction() != entry.xo_correction_hz:  # type: ignore[attr-defined]
+                radio.set_xo_correction(entry.xo_correction_hz)  # type: ignore[attr-defined]
+                done.append(f"{uri}: xo_correction = {entry.xo_correction_hz} Hz")
+    return done
+
+
 def _radios(bench: Bench) -> list[tuple[Any, str]]:
     return [(bench.receiver, bench.receiver_uri), *zip(bench.transmitters, bench.transmitter_uris, strict=True)]

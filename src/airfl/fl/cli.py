@@ -96,8 +96,14 @@ def _cmd_modem(args: argparse.Namespace) -> int:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from airfl.calibration.bench import BenchError, open_bench
-    from airfl.calibration.profile import ProfileError
-    from airfl.calibration.registry import PROCEDURES, ProcedureError, parse_procedure_options, run_procedure
+    from airfl.calibration.profile import ProfileError, load_profile
+    from airfl.calibration.registry import (
+        PROCEDURES,
+        ProcedureError,
+        apply_profile_to_bench,
+        parse_procedure_options,
+        run_procedure,
+    )
     from airfl.calibration.output import render_table
 
     console = Console()
@@ -106,7 +112,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         options = {n: parse_procedure_options(n, args.option if args.procedure != "all" else []) for n in names}
         bench = open_bench(
             args.radio, args.tx, sample_rate_hz=args.sample_rate, center_freq_hz=args.center_freq,
-            rx_gain_db=args.rx_gain, tx_gain_db=args.tx_gain, air=args.air, seed=args.seed,
+            rx_gain_db=0.0 if args.rx_gain is None else args.rx_gain,
+            tx_gain_db=-10.0 if args.tx_gain is None else args.tx_gain, air=args.air, seed=args.seed,
             noise_power=args.noise_power,
         )
     except (ProcedureError, BenchError) as exc:
@@ -116,6 +123,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     profile_path = Path(args.profile) if args.profile else out / "profile.json"
     try:
         for name in names:
+            if profile_path.is_file():  # what earlier procedures found, unless given on the command line
+                applied = apply_profile_to_bench(
+                    bench, load_profile(profile_path), rx_gain=args.rx_gain is None, tx_gain=args.tx_gain is None
+                )
+                for line in applied:
+                    console.print(f"  from {profile_path}: {line}")
             with console.status(f"calibrating: {name}"):
                 result, _ = run_procedure(name, bench, out, options[name], profile_path)
             console.print(render_table(f"airfl calibrate {name}", result.rows))
@@ -190,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--profile", help="calibration profile to update (default: OUT/profile.json)")
     cal.add_argument("--sample-rate", type=float, default=1e6, help="sample rate (Hz, default 1e6)")
     cal.add_argument("--center-freq", type=float, default=2.44e9, help="carrier (Hz, default 2.44e9)")
-    cal.add_argument("--rx-gain", type=float, default=0.0, help="receive gain (dB) unless a procedure sweeps it")
-    cal.add_argument("--tx-gain", type=float, default=-10.0, help="transmit gain (dB, <= 0) unless a procedure sweeps it")
+    cal.add_argument("--rx-gain", type=float, help="receive gain (dB) unless a procedure sweeps it (default: the profile's, else 0)")
+    cal.add_argument("--tx-gain", type=float, help="transmit gain (dB, <= 0) unless a procedure sweeps it (default: the profile's, else -10)")
     cal.add_argument("--air", default="lab", help="loopback only: physics preset of the emulated air (ideal, lab, lab_uncalibrated, cabled)")
     cal.add_argument("--seed", type=int, default=0, help="loopback only: seed of the emulated air")
     cal.add_argument("--noise-power", type=float, default=1e-4, help="loopback only: receiver noise (full-scale units^2, default 1e-4 = -40 dBFS)")
