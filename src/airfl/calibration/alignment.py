@@ -7,10 +7,20 @@ and measures how close each transmitter gets to that target: the figure that pre
 over-the-air error.
 
 Timed benches (loopback, SoapySDR with hardware time). Once: listen (the receiver's DC offset,
-modem.iq.estimate_dc, removed from every capture) and acquire (each client sends a tone in its own
-slot; modem.cfo.coarse_cfo gives its carrier offset over +-fs/2). Then per repetition (`repeats`
-after `warmup_repeats` that let the trackers converge, each starting on the round's frame grid
-`frame_period_s`, so it sees one fading block as a round does):
+modem.iq.estimate_dc, removed from every capture) and acquire, as the round does: each client sends
+a tone and a Zadoff-Chu marker (calibration.clock_sync.marker, its own root) in its own slot, the
+slots `acquisition_search_samples` (S) apart on either side, so a client may arrive up to S samples
+early or late (sample clocks that ran apart during the minute of the `timing` procedure, a host
+that started late). Per slot, modem.cfo.coarse_cfo of the whole slot gives a first carrier offset;
+with it removed, clock_sync.detect_markers finds the marker by normalised correlation within +-S of
+where it was scheduled and clock_sync.fit_marker gives its (fractional) timing offset; the tone
+before the marker gives the carrier offset over +-fs/2 again, over exactly its span. Each client's
+timing advance starts from that offset, so the first sounding lands inside the cyclic prefix. A
+client whose pilot a sounding does not find inside its window (modem.sync.sounding_found: its timing
+moved, or a deep fade) is acquired again and the repetition starts over, once; then the procedure
+stops with one sentence (as it does when a marker is not found). Then per repetition
+(`repeats` after `warmup_repeats` that let the trackers converge, each starting on the round's
+frame grid `frame_period_s`, so it sees one fading block as a round does):
 
 1. Sound at t0: every client sends its cyclic-shift Zadoff-Chu pilot (modem.frame.SoundingLayout,
    amplitude sqrt(P)) at once, CFO-corrected by an NCO whose phase is referred to t0 and advanced
@@ -88,6 +98,7 @@ import numpy as np
 
 from airfl.calibration import plots
 from airfl.calibration.bench import Bench, BenchError, Capture
+from airfl.calibration.clock_sync import detect_markers, fit_marker, marker, marker_root
 from airfl.calibration.output import ProcedureOutput, ProcedureResult
 from airfl.calibration.profile import load_profile
 from airfl.modem import SoundingLayout, estimate_channels, truncated_inversion
@@ -97,6 +108,7 @@ from airfl.modem.iq import FrontEndCorrection, estimate_dc
 from airfl.modem.ofdm import OfdmLayout, common_phase_errors
 from airfl.modem.pilots import pilot_values
 from airfl.modem.power import PowerControl
+from airfl.modem.sync import sounding_found
 from airfl.modem.timing import PAD, retime
 from airfl.modem.tracking import CfoTracker, residual_cfo_variance
 from airfl.radio.base import RadioError
@@ -115,6 +127,12 @@ PRE_SAMPLES = 64
 """Samples captured before each scheduled burst (timed benches)."""
 POST_SAMPLES = 64
 """Samples captured after each burst's nominal end: room for delays and the channel's tail."""
+MARKER_LENGTH = 127
+"""Samples of each client's acquisition marker (an odd prime: a Zadoff-Chu sequence, clock_sync.marker)."""
+MARKER_EXTENSION = 16
+"""Cyclic prefix and suffix of the marker (samples): room for fit_marker's fractional search."""
+FALSE_ALARM = 1e-6
+"""Per-lag (marker) and per-window (sounding) false-alarm probability of the detections."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +147,7 @@ class Options:
         warmup_repeats run first and are not scored: the CFO tracker (the round's Kalman filter)
         and the timing advance converge over them, as over a run's first rounds.
     feedback_delay_samples: D, from the sounding to the pre-equalised sounding (samples); None: the
-        shortest the bench allows (the sounding's capture, the largest timing advance, guards),
+        shortest the bench allows (the sounding's capture, the largest timing advances, guards),
         close to a round's sounding-to-payload time (a real host that cannot turn a capture around
         that fast is told to raise it, and so must the round).
     frame_period_s: repetitions start on multiples of this (s), as rounds do; 0: no grid.
@@ -137,8 +155,10 @@ class Options:
         (modem.frame.SoundingLayout; the lab's delays need cp >= 24); repeats >= 2 measure the CFO.
     ofdm_fft / ofdm_cp / ofdm_used: OFDM numerology (modem.ofdm); ofdm_symbols: OFDM symbols M of
         the pre-equalised sounding (at least the number of clients; more average more noise out).
-    acquisition_length: samples of each client's coarse-CFO tone. quiet_samples: samples for the
-        receiver's DC offset (0: skip).
+    acquisition_length: samples of each client's coarse-CFO tone. acquisition_search_samples:
+        largest timing offset (samples, early or late) acquisition finds (each client's slot holds
+        its tone, its marker and twice this margin); at least sounding_cp. quiet_samples: samples
+        for the receiver's DC offset (0: skip).
     cfo_correction / fractional_timing / sample_clock_locked: as in OtaSettings (switch a correction
         off to see what it buys; sample_clock_locked: the sample clock derives from the carrier
         reference, as on the AD9361, so transmitters pre-stretch bursts by CFO / carrier).
@@ -161,6 +181,7 @@ class Options:
     ofdm_used: int = 52
     ofdm_symbols: int = 32
     acquisition_length: int = 256
+    acquisition_search_samples: int = 256
     quiet_samples: int = 1024
     cfo_correction: bool = True
     fractional_timing: bool = True
@@ -183,6 +204,11 @@ class Options:
             raise ValueError("ofdm_symbols must be >= 1 and quiet_samples >= 0")
         if self.acquisition_length <= self.sounding_cp + 16:
             raise ValueError("acquisition_length must exceed sounding_cp by more than 16 samples (the tone's FFT span)")
+        if not self.sounding_cp <= self.acquisition_search_samples <= 1_000_000:
+            raise ValueError(
+                f"acquisition_search_samples must be between sounding_cp ({self.sounding_cp}) and 1000000 samples (the "
+                f"largest timing offset acquisition finds), got {self.acquisition_search_samples}"
+            )
         SoundingLayout(1, self.sounding_cp, self.sounding_min_shift, self.sounding_min_length, self.sounding_repeats)
         OfdmLayout(self.ofdm_fft, self.ofdm_cp, self.ofdm_used)
 
@@ -436,6 +462,7 @@ class TimedAlignment:
         self.cfo = np.zeros(k)  # each client's correction in use (cycles/sample)
         self.tracker = CfoTracker(k)  # the round's Kalman filter of each client's offset and drift
         self.advance = np.zeros(k, dtype=np.int64)  # each client's timing advance at sounding (samples)
+        self.acquired_offset = np.full(k, np.nan)  # timing offset acquisition measured (samples, late > 0)
         self.fe = FrontEndCorrection()
         self.frame = max(1, int(round(o.frame_period_s * bench.sample_rate_hz))) if o.frame_period_s > 0 else 1
         self.emulated = bench.air is not None
@@ -447,28 +474,75 @@ class TimedAlignment:
             self.out.save_capture("quiet", cap, self.bench, description="every transmitter silent (DC offset)",
                                   annotations=[Annotation(0, len(cap.samples), "noise", "DC offset estimate")])
 
-    def acquire(self) -> np.ndarray:
-        """Coarse CFO of every client (cycles/sample) from a tone in its own slot."""
-        o, k = self.o, len(self.bench.transmitters)
-        slot = o.acquisition_length + o.sounding_cp
+    def acquire(self, clients: list[int] | None = None, name: str = "acquisition") -> np.ndarray:
+        """Coarse CFO (cycles/sample) and timing offset of `clients` (default all), each from a tone
+        and a marker in its own slot; initialises their timing advances (and, with cfo_correction,
+        the CFO tracker). Returns the coarse CFO of every client (those not acquired now: 0).
+
+        Slot j spans `pitch` samples: S = acquisition_search_samples of margin, the tone
+        (acquisition_length), the extended marker (MARKER_LENGTH + 2 MARKER_EXTENSION), S more.
+        Bursts go out without timing advance, so the offset found is the client's whole offset
+        (receiver sample of arrival minus scheduled sample, samples); one not found within +-S
+        stops the procedure (BenchError).
+        """
+        o, bench = self.o, self.bench
+        k = len(bench.transmitters)
+        clients = list(range(k)) if clients is None else list(clients)
+        search, tone_len, ext = o.acquisition_search_samples, o.acquisition_length, MARKER_EXTENSION
+        pitch = tone_len + MARKER_LENGTH + 2 * ext + 2 * search
         amp = math.sqrt(self.p)
-        tone = np.full(o.acquisition_length, amp, dtype=np.complex128)
-        t = self.bench.now() + self.bench.lead_samples + PRE_SAMPLES
-        cap, i0 = timed_send(self.bench, {j: (j * slot, tone) for j in range(k)}, t, k * slot)
-        window = self.fe.apply(cap.samples[i0:])
-        span = o.acquisition_length - o.sounding_cp
-        lo = np.arange(k) * slot + o.sounding_cp
-        coarse = np.array([coarse_cfo(window[a : a + span]) for a in lo])
+        sequences: dict[int, np.ndarray] = {}
+        bursts: dict[int, np.ndarray] = {}
+        for n, j in enumerate(clients):
+            block, sequences[j] = marker(MARKER_LENGTH, marker_root(j, MARKER_LENGTH), ext)
+            bursts[j] = amp * np.concatenate([np.zeros(n * pitch + search, dtype=np.complex128),
+                                              np.ones(tone_len, dtype=np.complex128), block])
+        t = bench.now() + bench.lead_samples + PRE_SAMPLES
+        cap = bench.send_and_capture(bursts, len(clients) * pitch + 2 * PRE_SAMPLES, pre=PRE_SAMPLES, at=t)
+        y = self.fe.apply(cap.samples)
+        nominal = search + tone_len + ext  # where a slot's bare marker starts when the client is on time
+        span = tone_len - o.sounding_cp
+        coarse = np.zeros(k)
+        notes: list[Annotation] = []
+        missing: list[str] = []
+        for n, j in enumerate(clients):
+            lo = PRE_SAMPLES + n * pitch
+            slot = y[lo : lo + pitch]
+            rough = coarse_cfo(slot)  # the tone's peak stands far above the marker's flat spectrum
+            starts, _ = detect_markers(correct(slot, rough), sequences[j], false_alarm_probability=FALSE_ALARM,
+                                       lo=nominal - search, hi=nominal + search + 1, strongest_only=True)
+            if not len(starts):
+                missing.append(bench.transmitter_uris[j])
+                continue
+            at = int(starts[0])
+            tone_at = at - ext - tone_len
+            coarse[j] = coarse_cfo(slot[tone_at + o.sounding_cp : tone_at + o.sounding_cp + span])
+            fit = fit_marker(slot, at, sequences[j], ext, float(coarse[j]))
+            offset = (fit.position if fit is not None else float(at)) - nominal  # samples, late > 0
+            self.acquired_offset[j] = offset
+            self.advance[j] = int(round(offset)) - self.target_lag
+            cfo_hz = coarse[j] * bench.sample_rate_hz
+            notes.append(Annotation(lo + tone_at, tone_len, "tone", f"{bench.transmitter_uris[j]} CFO {cfo_hz:.1f} Hz"))
+            notes.append(Annotation(lo + at - ext, MARKER_LENGTH + 2 * ext, "preamble",
+                                    f"{bench.transmitter_uris[j]} marker, offset {offset:.2f} samples"))
         self.out.save_capture(
-            "acquisition", cap, self.bench, description="coarse CFO: one tone per client, each in its own slot",
-            annotations=[Annotation(i0 + j * slot, o.acquisition_length, "tone", self.bench.transmitter_uris[j])
-                         for j in range(k)],
-            extra={"tone_amplitude": amp, "slot_samples": slot},
+            name, cap, bench,
+            description="acquisition: per client a tone (coarse CFO) and a Zadoff-Chu marker (timing offset), "
+                        "each in its own slot",
+            annotations=notes, extra={"tone_amplitude": amp, "slot_samples": pitch, "search_samples": search,
+                                      "clients": [bench.transmitter_uris[j] for j in clients]},
         )
+        if missing:
+            raise BenchError(
+                f"the acquisition marker of {', '.join(missing)} was not found within {search} samples of where it was "
+                "scheduled: check that it transmits and its gain, or raise -o acquisition_search_samples if its clock "
+                "has run further away"
+            )
         if o.cfo_correction:
             # the coarse estimate is good to a small fraction of an FFT bin (1/span cycles/sample)
-            self.tracker.set(list(range(k)), coarse, np.full(k, (0.1 / span) ** 2), t / self.bench.sample_rate_hz)
-            self.cfo = coarse.copy()
+            variance = np.full(len(clients), (0.1 / span) ** 2)
+            self.tracker.set(clients, coarse[clients], variance, t / bench.sample_rate_hz)
+            self.cfo[clients] = coarse[clients]
         return coarse
 
     def _ofdm_grid(self, code: np.ndarray) -> np.ndarray:
@@ -480,7 +554,9 @@ class TimedAlignment:
         grid[:, o.pilot_slots] = pilot_values(len(o.pilot_slots))[None, :]
         return grid
 
-    def repetition(self, index: int) -> Repetition:
+    def repetition(self, index: int, retry: bool = False) -> Repetition:
+        """One sounding and pre-equalised sounding. A client whose pilot is not found in its window is
+        acquired again and the repetition starts over, once (`retry`); then the procedure stops."""
         o, bench, k = self.o, self.bench, len(self.bench.transmitters)
         max_adv = int(max(self.advance.max(), 0))
         earliest = bench.now() + bench.lead_samples + max_adv + PRE_SAMPLES
@@ -500,13 +576,24 @@ class TimedAlignment:
         cap, i0 = timed_send(bench, bursts, t0, self.layout.burst_length)
         est = estimate_channels(self.fe.apply(cap.samples[i0:]), self.layout, amp)
         self.out.save_capture(
-            f"sounding_{index}", cap, bench,
+            f"sounding_{index}" + ("_retry" if retry else ""), cap, bench,
             description="code-orthogonal sounding: every client's cyclic-shift Zadoff-Chu pilot at once",
             annotations=[Annotation(i0, self.layout.burst_length, "sounding",
                                     f"cp {self.layout.cp}, N {self.layout.length} x {self.layout.repeats}, "
                                     f"client k at cyclic shift k*{self.layout.shift}")],
             extra={"t0_index": i0, "pilot_amplitude": amp, "clients": k},
         )
+
+        lost = [j for j in range(k) if not sounding_found(est, self.layout, amp, FALSE_ALARM)[j]]
+        if lost:
+            names = ", ".join(bench.transmitter_uris[j] for j in lost)
+            if retry:
+                raise BenchError(
+                    f"the sounding pilot of {names} was not found inside its {o.sounding_cp}-sample cyclic prefix even "
+                    "after acquiring it again: its timing moved during the measurement, or it is in a deep fade"
+                )
+            self.acquire(lost, f"reacquisition_{index}")
+            return self.repetition(index, retry=True)
 
         # 2. Feed back: CFO, timing, pre-equalisers.
         arrival = advance0 + est.delays  # integer arrival lag (samples from t0)
@@ -543,12 +630,15 @@ class TimedAlignment:
         # 3. Pre-equalised sounding, built as the round builds its payload.
         lead = arrival - (0 if self.is_ofdm else self.target_lag)
         length = self.n_symbols * self.ofdm.symbol_length if self.is_ofdm else self.layout.burst_length
-        min_gap = self.layout.burst_length + POST_SAMPLES + int(max(lead.max(), 0)) + 2 * PAD + PRE_SAMPLES
+        # the sounding's capture ran until its latest client ended (a negative advance sends later)
+        late = int(max(-advance0.min(), 0))
+        min_gap = self.layout.burst_length + late + POST_SAMPLES + int(max(lead.max(), 0)) + 2 * PAD + PRE_SAMPLES
         gap = o.feedback_delay_samples if o.feedback_delay_samples is not None else min_gap
         if gap < min_gap:
             raise BenchError(
                 f"feedback_delay_samples={gap} is too short: the pre-equalised sounding can start {min_gap} samples "
-                "after the sounding at the earliest (its capture, the largest timing advance and the guards)"
+                "after the sounding at the earliest (its capture, the largest timing advances either way and the "
+                "guards)"
             )
         t1 = t0 + gap
         rep.t1 = t1
@@ -793,7 +883,12 @@ def run(bench: Bench, out: ProcedureOutput, options: Options) -> ProcedureResult
         warmup = options.warmup_repeats if bench.timed else 0  # cyclic benches track nothing across repetitions
         reps = [runner.repetition(i) for i in range(warmup + options.repeats)][warmup:]
         gains = (list(bench.tx_gains_db), bench.config.rx_gain_db)
-    return report(bench, out, options, plan, reps, coarse, gains)
+    result = report(bench, out, options, plan, reps, coarse, gains)
+    if isinstance(runner, TimedAlignment):  # what acquisition found before the first sounding (samples, late > 0)
+        result.summary["acquisition_offset_samples"] = {
+            uri: float(v) for uri, v in zip(bench.transmitter_uris, runner.acquired_offset, strict=True)
+        }
+    return result
 
 
 def measurement_floor(options: Options, clients: int, timed: bool, noise: float, eta: float) -> float:

@@ -42,6 +42,7 @@ def ota_settings(cfg: ExperimentConfig) -> OtaSettings:
         ofdm_pilot_every=o.ofdm_pilot_every,
         acquisition=o.acquisition,
         acquisition_length=o.acquisition_length,
+        acquisition_search_samples=o.acquisition_search_samples,
         quiet_samples=o.quiet_samples,
         dac_peak=o.dac_peak,
         peak_policy=o.peak_policy,

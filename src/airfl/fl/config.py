@@ -133,6 +133,13 @@ class OtaSection(_Section):
     ofdm_pilot_every: int = Field(13, ge=2, le=4096)
     acquisition: Literal["first_round", "every_round", "off"] = "first_round"
     acquisition_length: int = Field(256, ge=32, le=65536)
+    acquisition_search_samples: int = Field(
+        256,
+        ge=0,
+        le=1_000_000,
+        description="largest timing offset (samples, early or late) acquisition finds: each client's acquisition "
+        "slot is its tone, a 127-sample marker and twice this margin (airtime, first round); at least ota.sounding_cp",
+    )
     quiet_samples: int = Field(256, ge=0, le=1_000_000)
     dac_peak: float = Field(1.0, gt=0, le=1.0, description="largest |x| a transmitter may send (full scale 1)")
     peak_policy: Literal["backoff", "clip"] = "backoff"
@@ -172,6 +179,11 @@ class OtaSection(_Section):
             raise ValueError("ota.ofdm_used must be even and smaller than ota.ofdm_fft")
         if self.acquisition_length <= self.sounding_cp + 16:
             raise ValueError("ota.acquisition_length must exceed ota.sounding_cp by more than 16 samples")
+        if self.acquisition_search_samples < self.sounding_cp:
+            raise ValueError(
+                f"ota.acquisition_search_samples ({self.acquisition_search_samples}) must be at least ota.sounding_cp "
+                f"({self.sounding_cp}) samples: acquisition has to find every offset the sounding tolerates"
+            )
         tol = self.cyclic_tolerance_samples
         if tol is not None and self.waveform == "single_carrier" and self.fractional_timing and tol > 0.5:
             raise ValueError(

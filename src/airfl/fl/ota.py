@@ -5,11 +5,20 @@ are finite (times in samples of the server's clock; each step is scheduled after
 has been received and processed, as the control plane would):
 
 0. Listen: the server captures a quiet interval: its DC offset and noise floor.
-1. Acquire (first round, or every round if asked): each client sends an unmodulated tone in its own
-   slot; the FFT peak gives its carrier frequency offset over the whole +-fs/2 range (coarse CFO).
+1. Acquire (first round, or every round if asked): each client sends an unmodulated tone and a
+   Zadoff-Chu marker in its own slot, the slots acquisition_search_samples apart on either side, so a
+   client may arrive that many samples early or late (sample clocks that ran apart over a minute, a
+   host that started its stream late). In each slot the FFT peak gives the client's carrier
+   frequency offset over the whole +-fs/2 range (coarse CFO); with it removed, the marker's
+   normalised correlation (modem.sync) gives its integer timing offset, from which its timing
+   advance is initialised so that the sounding lands inside the cyclic prefix; the tone just before
+   the marker then gives the CFO again, over exactly its span.
 2. Sound: every client sends its cyclic-shift pilot (two periods) at t_s, advanced by its timing
    advance and corrected by its current CFO estimate (an NCO whose phase is referred to t_s). The
-   server estimates each client's gain, integer and fractional delay, residual CFO and noise.
+   server estimates each client's gain, integer and fractional delay, residual CFO and noise. A
+   client whose pilot is not found inside its window (modem.sync.sounding_found: its offset jumped
+   beyond the cyclic prefix, or a deep fade) is acquired again and everybody sounds once more; one
+   still not found stays silent this round (RoundResult.lost) and is acquired again next round.
 3. Feed back (control plane): each client's CFO correction and timing advance are updated;
    truncated inversion (threshold fixed, optimal, or none) picks who transmits (per subcarrier for
    OFDM) and the pre-equalisers; weights are renormalised over the participants; the clients'
@@ -60,6 +69,8 @@ from airfl.modem.frame import OfdmAggregationLayout
 from airfl.modem.iq import FrontEndCorrection, estimate_dc
 from airfl.modem.ofdm import OfdmLayout
 from airfl.modem.power import normalise, optimal_threshold, predicted_error
+from airfl.modem.sequences import zadoff_chu
+from airfl.modem.sync import detect_preamble, sounding_found
 from airfl.modem.timing import PAD, retime
 from airfl.modem.tracking import CfoTracker, residual_cfo_variance
 from airfl.radio import Radio
@@ -84,7 +95,13 @@ class OtaSettings:
     preamble_length: Zadoff-Chu preamble of the single-carrier frame (samples, odd).
     pilot_spacing: single carrier: a pilot before every this many data symbols (0: none).
     ofdm_fft / ofdm_cp / ofdm_used / ofdm_pilot_every: OFDM numerology (modem.ofdm).
-    acquisition / acquisition_length: coarse CFO tones (samples per client slot).
+    acquisition: when clients are acquired (coarse CFO and integer timing offset): "first_round"
+        (and again whenever a client's sounding is lost), "every_round", or "off" (never: every
+        client's offset must already lie within the sounding's cyclic prefix).
+    acquisition_length: samples of each client's acquisition tone (coarse CFO).
+    acquisition_search_samples: largest timing offset (samples, early or late) acquisition finds;
+        each client's slot is its tone, a Zadoff-Chu marker of ACQUISITION_MARKER_LENGTH samples
+        and twice this margin (`acquisition_pitch`), all counted as airtime.
     quiet_samples: quiet interval for the DC offset and noise floor (0: skip).
     guard_samples: extra samples the receiver captures on each side of the aggregation frame.
     lead_samples: scheduling margin between steps (processing time, samples).
@@ -131,6 +148,7 @@ class OtaSettings:
     ofdm_pilot_every: int = 13
     acquisition: Acquisition = "first_round"
     acquisition_length: int = 256
+    acquisition_search_samples: int = 256
     quiet_samples: int = 256
     guard_samples: int = 32
     lead_samples: int = 64
@@ -172,6 +190,7 @@ class RoundResult:
     client_delay: dict[int, float] = field(default_factory=dict)
     value_weights: np.ndarray | None = None  # (clients, n_values) OFDM: weight of each client per value
     frontend: FrontEndCorrection | None = None  # the receiver's DC and IQ-image estimates this round
+    lost: list[int] = field(default_factory=list)  # sounding not found even after re-acquisition: silent
     # What the server received, as it came off the radio (before any correction), for recordings
     # (calibration's end_to_end saves them as SigMF): name -> (server sample of the first sample,
     # samples). "sounding": the sounding burst; "payload": the aggregation frame with its guards.
@@ -187,6 +206,23 @@ class RoundResult:
         total = vw.sum(axis=0)
         safe = np.where(total > 0, total, 1.0)
         return np.where(total > 0, (vw * stacked).sum(axis=0) / safe, 0.0)
+
+
+ACQUISITION_MARKER_LENGTH = 127
+"""Samples of the acquisition marker: the Zadoff-Chu sequence of root 1 (whose correlation peak a
+residual CFO moves least: nu * length samples for nu cycles/sample), after the tone in every slot."""
+
+
+def acquisition_pitch(settings: OtaSettings) -> int:
+    """Samples from one client's acquisition slot to the next: the tone (acquisition_length), the
+    marker (ACQUISITION_MARKER_LENGTH) and acquisition_search_samples on either side, so that a
+    client arriving that early or late stays inside its own slot."""
+    return settings.acquisition_length + ACQUISITION_MARKER_LENGTH + 2 * settings.acquisition_search_samples
+
+
+def acquisition_samples(n_clients: int, settings: OtaSettings) -> int:
+    """Airtime (samples) of acquiring `n_clients` clients: the receiver's window over their slots."""
+    return n_clients * acquisition_pitch(settings)
 
 
 def split_finite(updates: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
@@ -267,6 +303,11 @@ class OverTheAirRound:
             raise ValueError(
                 f"max_segment_samples must be >= 0 (0: one segment), got {self.settings.max_segment_samples}"
             )
+        if not self.settings.sounding_cp <= self.settings.acquisition_search_samples <= 1_000_000:
+            raise ValueError(
+                f"acquisition_search_samples must be between sounding_cp ({self.settings.sounding_cp}) and 1000000 "
+                f"samples (the largest timing offset acquisition finds), got {self.settings.acquisition_search_samples}"
+            )
         self.frame_period = max(1, int(round(self.settings.frame_period_s * sample_rate_hz)))
         n = len(self.clients)
         self.cfo = np.zeros(n)  # each client's CFO correction in use (cycles/sample)
@@ -288,6 +329,31 @@ class OverTheAirRound:
     def _next_frame(self, earliest: int) -> int:
         return -(-earliest // self.frame_period) * self.frame_period
 
+    def _sounding_layout(self, n_sounded: int) -> SoundingLayout:
+        s = self.settings
+        return SoundingLayout(n_sounded, s.sounding_cp, s.sounding_min_shift, s.sounding_min_length, s.sounding_repeats)
+
+    def _after_acquisition(self, t: int, max_adv: int, n_sounded: int, n_values: int) -> int:
+        """Where the sounding's schedule starts (server sample, before max_adv) after an acquisition
+        that ended at t: at t, or at the next frame boundary when the sounding and the payload (upper
+        estimate, samples) would fit in one frame but not in the rest of this one. Acquisition does
+        not need the channel the payload meets; the sounding does, so on an air whose fading blocks
+        follow the frame grid, the extra slots of an acquisition must not push the payload into the
+        next block."""
+        s = self.settings
+        n_symbols = symbol_count(n_values)
+        if s.waveform == "ofdm":
+            frame_length = OfdmAggregationLayout(n_symbols, self.ofdm).burst_length
+        else:
+            frame_length = AggregationLayout(n_symbols, s.preamble_length, s.pilot_spacing).burst_length
+        sounding = self._sounding_layout(n_sounded)
+        rest = (max_adv + sounding.burst_length + s.lead_samples + max_adv + 3 * PAD + frame_length
+                + segment_overhead_samples(n_sounded, frame_length, s) + s.guard_samples)
+        end_of_frame = self._next_frame(t + 1)
+        if t + rest > end_of_frame and rest <= self.frame_period:
+            return end_of_frame
+        return t
+
     # -- steps ------------------------------------------------------------------------------
     def _listen(self, t: int) -> FrontEndCorrection:
         s = self.settings
@@ -296,24 +362,73 @@ class OverTheAirRound:
         dc, _ = estimate_dc(self.server.receive(s.quiet_samples, t))
         return FrontEndCorrection(dc=dc)
 
-    def _acquire(self, t: int, clients: list[int], fe: FrontEndCorrection) -> int:
-        """Coarse CFO of `clients` from tones in their own slots; returns the samples used."""
+    def _acquire(self, t: int, clients: list[int], fe: FrontEndCorrection, result: RoundResult) -> int:
+        """Acquire `clients`: coarse CFO and integer timing offset from a tone and a marker each, in
+        slots `acquisition_pitch` samples apart from server sample t; returns the samples used.
+
+        Client j's burst (tone of acquisition_length samples, then the marker, amplitude sqrt(P)) is
+        scheduled acquisition_search_samples (S) into its slot, advanced by its current timing
+        advance, so it arrives anywhere within +-S of that and still inside the slot. Per slot: the
+        FFT peak of the whole slot gives a first CFO (the tone dominates the marker's flat spectrum);
+        with it removed, the marker's normalised correlation (modem.sync.detect_preamble at the
+        round's false-alarm rate) over lags -S..S gives the lag of the arrival; the tone's span before
+        the marker, less its first sounding_cp samples (the delay spread), gives the CFO again (as
+        precise as a tone alone in its slot). With timing_correction the timing advance becomes the
+        measured arrival minus target_lag, so the sounding lands inside the cyclic prefix. A client
+        whose marker is not detected keeps its advance and is tried again at the next acquisition.
+        """
         s = self.settings
-        slot = s.acquisition_length + s.sounding_cp
+        search = s.acquisition_search_samples
+        pitch = acquisition_pitch(s)
         amp = float(np.sqrt(s.tx_power))
+        marker = zadoff_chu(ACQUISITION_MARKER_LENGTH, 1)
+        burst = amp * np.concatenate([np.ones(s.acquisition_length, dtype=np.complex128), marker])
         for j, k in enumerate(clients):
-            tone = np.full(s.acquisition_length, amp, dtype=np.complex128)
-            self.clients[k].transmit(tone, t + j * slot - int(self.advance[k]))
-        window = fe.apply(self.server.receive(len(clients) * slot + s.sounding_cp, t))
+            self.clients[k].transmit(burst, t + j * pitch + search - int(self.advance[k]))
+        window = fe.apply(self.server.receive(len(clients) * pitch, t))
+        nominal = search + s.acquisition_length  # where each marker starts in its slot when on time
         span = s.acquisition_length - s.sounding_cp
         offsets = np.zeros(len(clients))
+        lags: list[int] = []
         for j, k in enumerate(clients):
-            lo = j * slot + s.sounding_cp
-            offsets[j] = coarse_cfo(window[lo : lo + span])
-            self.acquired[k] = True
+            slot = window[j * pitch : (j + 1) * pitch]
+            rough = coarse_cfo(slot)
+            found = detect_preamble(
+                correct(slot[nominal - search :], rough), marker, s.false_alarm_probability
+            )  # lags -S..S: the slot ends S samples after the marker's nominal end
+            lag = found.index - search if found.detected else 0
+            start = nominal + lag - s.acquisition_length + s.sounding_cp
+            offsets[j] = coarse_cfo(slot[start : start + span])
+            if found.detected:
+                self.acquired[k] = True
+                lags.append(abs(lag))
+                if s.timing_correction:
+                    self.advance[k] = int(self.advance[k]) + lag - self.target_lag
+            else:
+                self.acquired[k] = False
         # the coarse estimate is good to a small fraction of an FFT bin (1/span cycles/sample)
         self.tracker.set(clients, offsets, np.full(len(clients), (0.1 / span) ** 2), t / self.sample_rate_hz)
-        return len(clients) * slot
+        d = result.diagnostics
+        d["acquired"] = d.get("acquired", 0.0) + float(len(lags))
+        d["acquisition_missed"] = d.get("acquisition_missed", 0.0) + float(len(clients) - len(lags))
+        d["acquisition_lag_max"] = max([d.get("acquisition_lag_max", 0.0), *map(float, lags)])
+        return len(clients) * pitch
+
+    def _cfo_uncertain(self, k: int, t: int, n_sounded: int) -> bool:
+        """Whether client k's tracked CFO, predicted to server sample t, is too uncertain for the
+        sounding: the sounding measures a residual unambiguously within +-1/(2N) cycles/sample (N
+        its pilot length), so a predicted standard deviation above 1/(6N) (after a long pause, the
+        drift rate's uncertainty times the time since the last round) calls for a coarse CFO again."""
+        s = self.settings
+        if not s.cfo_correction or np.isnan(self.tracker.time[k]):
+            return False
+        p = self.tracker.p[k]
+        if not np.isfinite(p[0, 0]):
+            return True
+        dt = t / self.sample_rate_hz - float(self.tracker.time[k])
+        variance = p[0, 0] + 2 * dt * p[0, 1] + dt * dt * p[1, 1] + self.tracker.q * dt**4 / 4
+        n = self._sounding_layout(n_sounded).length
+        return bool(np.sqrt(max(variance, 0.0)) > 1.0 / (6 * n))
 
     def _update_iq(self, samples: np.ndarray, fe: FrontEndCorrection) -> FrontEndCorrection:
         if not self.settings.rx_iq_correction:
@@ -349,55 +464,97 @@ class OverTheAirRound:
         round_start = t
         fe = self._listen(t)
         t += max(s.quiet_samples, 0) + s.lead_samples
-        need = [k for k in valid if s.cfo_correction and (s.acquisition == "every_round" or
-                (s.acquisition == "first_round" and not self.acquired[k]))]
+        acquiring = s.acquisition != "off" and (s.cfo_correction or s.timing_correction)
+        need = [k for k in valid if acquiring and (s.acquisition == "every_round" or not self.acquired[k]
+                                                   or self._cfo_uncertain(k, t, len(valid)))]
         if need:
-            used = self._acquire(t + max_adv, need, fe)
+            used = self._acquire(t + max_adv, need, fe, result)
             result.airtime_samples += used
             t += used + s.lead_samples + max_adv
+            max_adv = int(max(self.advance[valid].max(), 0))  # the advances acquisition set
+            t = self._after_acquisition(t, max_adv, len(valid), n_values)
 
-        # 2. Sound (CFO-corrected, advanced); NCO phases are referred to t_s.
+        # 2. Sound (CFO-corrected, advanced); NCO phases are referred to t_s. A client whose pilot is
+        # not found in its window is acquired again and everybody sounds once more.
         sounding = SoundingLayout(
             len(valid), s.sounding_cp, s.sounding_min_shift, s.sounding_min_length, s.sounding_repeats
         )
-        t_s = t + max_adv
-        if s.cfo_correction:
-            self.cfo[valid] = self.tracker.predict(valid, t_s / self.sample_rate_hz)
-            if np.isfinite(self.common_tracker.p[0, 0, 0]):
-                self.common = float(self.common_tracker.predict([0], t_s / self.sample_rate_hz)[0])
-        applied = self.cfo[valid].copy()
-        common_applied = self.common
-        for j, k in enumerate(valid):
-            pilot = sounding.pilot(j, amp)
-            start = t_s - int(self.advance[k])
-            self.clients[k].transmit(correct(pilot, self.cfo[k], start - t_s), start)
-        raw = self.server.receive(sounding.burst_length, t_s)
-        result.captures["sounding"] = (t_s, raw)
-        fe = self._update_iq(raw, fe)
-        result.frontend = fe
-        est = estimate_channels(correct(fe.apply(raw), common_applied, 0.0), sounding, amp)
-        result.airtime_samples += sounding.burst_length
+        # With acquisition on, only acquired clients sound: one whose marker was not found might
+        # arrive anywhere, and its pilot in another client's window would spoil that one's estimates.
+        checking = acquiring and s.timing_correction
+        est: ChannelEstimates | None = None
+        for attempt in range(2):
+            t_s = t + max_adv
+            sounders = [j for j, k in enumerate(valid) if not checking or self.acquired[k]]
+            found = np.zeros(len(valid), dtype=bool)
+            if sounders:
+                if s.cfo_correction:
+                    self.cfo[valid] = self.tracker.predict(valid, t_s / self.sample_rate_hz)
+                    if np.isfinite(self.common_tracker.p[0, 0, 0]):
+                        self.common = float(self.common_tracker.predict([0], t_s / self.sample_rate_hz)[0])
+                applied = self.cfo[valid].copy()
+                common_applied = self.common
+                for j in sounders:
+                    k = valid[j]
+                    pilot = sounding.pilot(j, amp)
+                    start = t_s - int(self.advance[k])
+                    self.clients[k].transmit(correct(pilot, self.cfo[k], start - t_s), start)
+                raw = self.server.receive(sounding.burst_length, t_s)
+                result.captures["sounding"] = (t_s, raw)
+                fe = self._update_iq(raw, fe)
+                result.frontend = fe
+                est = estimate_channels(correct(fe.apply(raw), common_applied, 0.0), sounding, amp)
+                result.airtime_samples += sounding.burst_length
+                heard_now = sounding_found(est, sounding, amp, s.false_alarm_probability) if checking else True
+                found[sounders] = np.broadcast_to(heard_now, found.shape)[sounders]
+            lost = [k for j, k in enumerate(valid) if not found[j]]
+            if not lost or attempt == 1:
+                break
+            t = (t_s + sounding.burst_length if sounders else t) + s.lead_samples
+            used = self._acquire(t + max_adv, lost, fe, result)
+            result.airtime_samples += used
+            result.diagnostics["reacquired"] = float(len(lost))
+            t += used + s.lead_samples + max_adv
+            max_adv = int(max(self.advance[valid].max(), 0))
+            t = self._after_acquisition(t, max_adv, len(valid), n_values)
+        result.lost = lost
+        result.diagnostics["lost"] = float(len(lost))
+        for k in lost:
+            self.acquired[k] = False  # acquired again next round
+        rows_found = [j for j in range(len(valid)) if found[j]]
+        if est is None or not rows_found:
+            result.truncated = list(valid)
+            result.failure = (
+                f"no client's sounding was found inside its {s.sounding_cp}-sample cyclic prefix, even after acquiring "
+                f"them again (timing offsets beyond acquisition_search_samples = {s.acquisition_search_samples} "
+                "samples, or every client in a deep fade); no aggregation frame was sent"
+            )
+            if est is not None:
+                result.channels, result.noise_power = est, est.noise_power
+            return result
         result.channels = est
         result.noise_power = est.noise_power
 
-        # 3. Feed back: CFO, timing advance, power control, weights, common scale.
+        # 3. Feed back: CFO, timing advance, power control, weights, common scale (the trackers and
+        # advances learn only from the clients whose pilots were found).
+        heard = [valid[j] for j in rows_found]
         if s.cfo_correction:
-            snr = s.tx_power * np.abs(est.gains) ** 2 / max(est.noise_power, 1e-30)
+            snr = s.tx_power * np.abs(est.gains[rows_found]) ** 2 / max(est.noise_power, 1e-30)
             variance = residual_cfo_variance(sounding.length, s.sounding_repeats, snr)
             inverse = 1.0 / variance
-            shared = float(np.sum(est.cfo * inverse) / np.sum(inverse))  # common part of the residuals
+            shared = float(np.sum(est.cfo[rows_found] * inverse) / np.sum(inverse))  # common part of the residuals
             self.common = float(
                 self.common_tracker.update([0], np.array([common_applied + shared]), np.array([1.0 / np.sum(inverse)]))[0]
             )
-            self.cfo[valid] = self.tracker.update(valid, applied + est.cfo - shared, variance)
+            self.cfo[heard] = self.tracker.update(heard, applied[rows_found] + est.cfo[rows_found] - shared, variance)
         sounded_advance = {k: int(self.advance[k]) for k in valid}  # the advance the sounding was sent with
         arrival = {k: int(self.advance[k]) + int(est.delays[j]) for j, k in enumerate(valid)}
         frac = {k: float(est.fractional[j]) for j, k in enumerate(valid)}
         if s.timing_correction:
-            for k in valid:
+            for k in heard:
                 self.advance[k] = arrival[k] - self.target_lag
-        result.client_cfo_hz = {k: float((self.cfo[k] + self.common) * self.sample_rate_hz) for k in valid}
-        result.client_delay = {k: arrival[k] + frac[k] for k in valid}
+        result.client_cfo_hz = {k: float((self.cfo[k] + self.common) * self.sample_rate_hz) for k in heard}
+        result.client_delay = {k: arrival[k] + frac[k] for k in heard}
 
         ofdm = s.waveform == "ofdm"
         if ofdm:
@@ -406,7 +563,10 @@ class OverTheAirRound:
         else:
             channel = est.gains
             n_fft = 1
+        if lost:  # a lost client's estimates are noise: it stays silent (|h| = 0 never transmits)
+            channel = np.where(found.reshape((-1,) + (1,) * (channel.ndim - 1)), channel, 0.0)
         gain2 = np.abs(channel) ** 2
+        mean_gain2 = float(np.mean(gain2[rows_found]))  # over the clients heard
         w_valid = w_all[valid] / w_all[valid].sum()
         scale_all = common_scale([update_statistics(updates[k]) for k in valid], w_valid)
         spread = float(np.mean([np.var(np.asarray(updates[k], dtype=np.float64)) for k in valid]))
@@ -417,13 +577,13 @@ class OverTheAirRound:
                 gain2, w_valid, s.tx_power, est.noise_power, scale_all.scale, spread, n_fft
             )
         else:
-            threshold = float(np.mean(gain2)) * 10.0 ** (s.truncation_threshold_db / 10.0)
+            threshold = mean_gain2 * 10.0 ** (s.truncation_threshold_db / 10.0)
         pc = truncated_inversion(channel, s.tx_power, threshold, n_fft)
         noise_err, bias_err = predicted_error(
             gain2, w_valid, s.tx_power, est.noise_power, scale_all.scale, spread, threshold, n_fft
         )
         result.diagnostics.update(
-            threshold_rel_db=float(10 * np.log10(threshold / np.mean(gain2))) if threshold > 0 else float("-inf"),
+            threshold_rel_db=float(10 * np.log10(threshold / mean_gain2)) if threshold > 0 else float("-inf"),
             predicted_noise=noise_err,
             predicted_bias=bias_err,
             dc_dbfs=float(20 * np.log10(abs(fe.dc))) if fe.dc else float("-inf"),

@@ -6,6 +6,10 @@ It does not depend on the received power, so one threshold serves every gain set
 alone (complex white Gaussian), m(t) follows Beta(1, L-1) for a preamble of L samples, so
 P(m > gamma) = (1 - gamma)^(L-1): the threshold for a false-alarm probability P_fa per lag is
 gamma = 1 - P_fa^(1/(L-1)).
+
+`sounding_found` applies the same idea to the code-orthogonal sounding: whether each client's pilot
+stands out of the noise inside its own correlation window (a client whose timing offset has left
+the cyclic prefix, or that is in a deep fade, does not), so its estimates are not used blindly.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.signal import fftconvolve
+
+from airfl.modem.estimate import ChannelEstimates
+from airfl.modem.frame import PRECURSOR, SoundingLayout
 
 
 @dataclass(frozen=True)
@@ -67,3 +74,29 @@ def detect_preamble(
     gain = complex(corr[index] / np.sum(np.abs(preamble) ** 2))
     best = float(metric[index])
     return Detection(detected=best > threshold, index=index, metric=best, threshold=threshold, gain=gain)
+
+
+def sounding_found(
+    estimates: ChannelEstimates, layout: SoundingLayout, pilot_amplitude: float = 1.0,
+    false_alarm_probability: float = 1e-6,
+) -> np.ndarray:
+    """Per client, whether its sounding pilot was found inside its own correlation window (bool, (K,)).
+
+    Client k's window holds bins -PRECURSOR .. cp of its response (modem.estimate); every tap there
+    is a sum over N * repeats pilot samples, so on noise alone it has variance
+    noise_power / (N * repeats * pilot_amplitude^2) and its power exceeds T times that with
+    probability exp(-T). The pilot counts as found when the strongest tap exceeds T = ln(W / P_fa)
+    times that variance (W taps per window: `false_alarm_probability` per window on noise alone)
+    and does not sit on either edge of the window (with cp = 0, where the round's target lag is the
+    upper edge itself, only on the lower one). A client whose timing offset has moved beyond the
+    cyclic prefix shows up as noise in its own window (its pilot lands in other bins) or as a peak
+    on the window's edge (the window cuts the response); a client in a deep fade fails the first
+    test too: either way its estimates are not to be used.
+    """
+    taps = np.abs(np.asarray(estimates.taps)) ** 2
+    width = taps.shape[1]
+    noise = max(float(estimates.noise_power), 0.0) / (layout.length * layout.repeats * pilot_amplitude**2)
+    threshold = np.log(width / false_alarm_probability) * noise
+    delays = np.asarray(estimates.delays)
+    inside = (delays > -PRECURSOR) & ((delays < layout.cp) | (layout.cp == 0))
+    return (taps.max(axis=1) > threshold) & inside

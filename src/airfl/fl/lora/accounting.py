@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from airfl.fl.ota import OtaSettings
+from airfl.fl.ota import OtaSettings, acquisition_samples
 from airfl.modem import AggregationLayout, SoundingLayout, symbol_count
 from airfl.modem.frame import OfdmAggregationLayout
 from airfl.modem.ofdm import OfdmLayout
@@ -27,20 +27,22 @@ from airfl.modem.ofdm import OfdmLayout
 @dataclass(frozen=True)
 class RadioFrame:
     """The airtime one over-the-air aggregation occupies with the round protocol's settings
-    (`airfl.fl.ota.OtaSettings`, built from [ota]) at the radio's sample rate: CFO acquisition
-    tones (first round, or every round), the sounding burst, and the aggregation frame
-    (single carrier with pilots, or OFDM), as `OverTheAirRound` counts them."""
+    (`airfl.fl.ota.OtaSettings`, built from [ota]) at the radio's sample rate: acquisition slots
+    (tone, marker and search margins; first round, or every round), the sounding burst, and the
+    aggregation frame (single carrier with pilots, or OFDM), as `OverTheAirRound` counts them."""
 
     settings: OtaSettings = field(default_factory=OtaSettings)
     sample_rate_hz: float = 1e6
 
     def acquisition_samples(self, n_clients: int, first_round: bool) -> int:
+        """Acquisition slots (tone, marker, search margins) of `n_clients`, when the round acquires
+        (its first round, or every round); a client re-acquired after a lost sounding is not foreseen."""
         s = self.settings
-        if not s.cfo_correction or s.acquisition == "off":
+        if not (s.cfo_correction or s.timing_correction) or s.acquisition == "off":
             return 0
         if s.acquisition == "first_round" and not first_round:
             return 0
-        return n_clients * (s.acquisition_length + s.sounding_cp)
+        return acquisition_samples(n_clients, s)
 
     def payload_samples(self, n_values: int) -> int:
         """Aggregation frame (preamble + payload) for `n_values` reals; also an analog broadcast."""
