@@ -448,6 +448,17 @@ def timed_send(bench: Bench, bursts: Mapping[int, tuple[int, np.ndarray]], t: in
     return cap, cap.burst_at - lo
 
 
+def listen_for_dc(bench: Bench, out: ProcedureOutput, quiet_samples: int, fe: FrontEndCorrection) -> FrontEndCorrection:
+    """The receiver's DC offset from `quiet_samples` with every transmitter silent (the capture is
+    saved); `fe` unchanged when there are too few samples."""
+    if quiet_samples < 2:
+        return fe
+    cap = bench.listen(quiet_samples)
+    out.save_capture("quiet", cap, bench, description="every transmitter silent (DC offset)",
+                     annotations=[Annotation(0, len(cap.samples), "noise", "DC offset estimate")])
+    return FrontEndCorrection(dc=estimate_dc(cap.samples)[0])
+
+
 class TimedAlignment:
     """The round's sounding and feedback loop, with a pre-equalised sounding in place of the payload."""
 
@@ -468,11 +479,7 @@ class TimedAlignment:
         self.emulated = bench.air is not None
 
     def listen(self) -> None:
-        if self.o.quiet_samples >= 2:
-            cap = self.bench.listen(self.o.quiet_samples)
-            self.fe = FrontEndCorrection(dc=estimate_dc(cap.samples)[0])
-            self.out.save_capture("quiet", cap, self.bench, description="every transmitter silent (DC offset)",
-                                  annotations=[Annotation(0, len(cap.samples), "noise", "DC offset estimate")])
+        self.fe = listen_for_dc(self.bench, self.out, self.o.quiet_samples, self.fe)
 
     def acquire(self, clients: list[int] | None = None, name: str = "acquisition") -> np.ndarray:
         """Coarse CFO (cycles/sample) and timing offset of `clients` (default all), each from a tone
@@ -756,11 +763,7 @@ class CyclicAlignment:
         self.target_lag = o.sounding_cp // 2
 
     def listen(self) -> None:
-        if self.o.quiet_samples >= 2:
-            cap = self.bench.listen(self.o.quiet_samples)
-            self.fe = FrontEndCorrection(dc=estimate_dc(cap.samples)[0])
-            self.out.save_capture("quiet", cap, self.bench, description="every transmitter silent (DC offset)",
-                                  annotations=[Annotation(0, len(cap.samples), "noise", "DC offset estimate")])
+        self.fe = listen_for_dc(self.bench, self.out, self.o.quiet_samples, self.fe)
 
     def acquire(self) -> np.ndarray:
         amp = math.sqrt(self.p)

@@ -438,9 +438,11 @@ class OverTheAirRound:
         beta = self._iq_moments[0] / (2 * self._iq_moments[1].real) if self._iq_moments[1].real > 0 else 0j
         return FrontEndCorrection(dc=fe.dc, beta=complex(beta))
 
-    def run(self, updates: Sequence[np.ndarray], weights: Sequence[float]) -> RoundResult:
-        """One round over all clients; updates[k] goes through self.clients[k]."""
-        s = self.settings
+    def _start(
+        self, updates: Sequence[np.ndarray], weights: Sequence[float]
+    ) -> tuple[np.ndarray, int, list[int], RoundResult]:
+        """Check a round's inputs (one sentence per mistake) and open its result: (weights, values
+        per update, clients with finite updates, the result, failed already if none is finite)."""
         if len(updates) != len(self.clients) or len(weights) != len(self.clients):
             raise ValueError(
                 f"got {len(updates)} updates and {len(weights)} weights for {len(self.clients)} client radios"
@@ -455,6 +457,13 @@ class OverTheAirRound:
         result = RoundResult(None, np.zeros(len(updates)), [], rejected, [], 0.0, 0.0, None, None, 0)
         if not valid:
             result.failure = "every update was non-finite; nothing was transmitted"
+        return w_all, n_values, valid, result
+
+    def run(self, updates: Sequence[np.ndarray], weights: Sequence[float]) -> RoundResult:
+        """One round over all clients; updates[k] goes through self.clients[k]."""
+        s = self.settings
+        w_all, n_values, valid, result = self._start(updates, weights)
+        if not valid:
             return result
 
         # 0-1. Listen, acquire.

@@ -68,7 +68,7 @@ from functools import cached_property
 
 import numpy as np
 
-from airfl.fl.ota import OtaSettings, OverTheAirRound, RoundResult, split_finite
+from airfl.fl.ota import OtaSettings, OverTheAirRound, RoundResult
 from airfl.modem import (
     AggregationLayout,
     ChannelEstimates,
@@ -637,20 +637,8 @@ class CyclicOverTheAirRound(OverTheAirRound):
     def run(self, updates: Sequence[np.ndarray], weights: Sequence[float]) -> RoundResult:
         """One round over all clients; updates[k] goes through self.clients[k]."""
         s = self.settings
-        if len(updates) != len(self.clients) or len(weights) != len(self.clients):
-            raise ValueError(
-                f"got {len(updates)} updates and {len(weights)} weights for {len(self.clients)} client radios"
-            )
-        w_all = np.asarray(weights, dtype=np.float64)
-        if not (np.all(np.isfinite(w_all)) and np.all(w_all >= 0) and w_all.sum() > 0):
-            raise ValueError("aggregation weights must be finite, >= 0 and not all zero")
-        n_values = int(np.asarray(updates[0]).size)
-        if any(np.asarray(g).size != n_values for g in updates):
-            raise ValueError("every client's update must have the same length; nothing was transmitted")
-        valid, rejected = split_finite(updates)
-        result = RoundResult(None, np.zeros(len(updates)), [], rejected, [], 0.0, 0.0, None, None, 0)
+        w_all, n_values, valid, result = self._start(updates, weights)
         if not valid:
-            result.failure = "every update was non-finite; nothing was transmitted"
             return result
         frame = self.frame(n_values)
         t = _Tally()
@@ -660,7 +648,7 @@ class CyclicOverTheAirRound(OverTheAirRound):
             if need:
                 self._acquire_cyclic(need, t)
         silent = np.zeros(frame.period, dtype=np.complex128)
-        for k in rejected:
+        for k in result.rejected:
             self._load(k, silent)
         fe = FrontEndCorrection(dc=self.dc or 0j)
 

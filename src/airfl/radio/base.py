@@ -89,6 +89,20 @@ class Radio(Protocol):
         """Release buffers and the device; safe to call twice."""
 
 
+def check_transmit_now(name: str, at_sample: int, delivered: int) -> None:
+    """A radio without hardware time sends only "now": `at_sample` must equal its sample count."""
+    if at_sample < delivered:
+        raise LateCommandError(
+            f"{name}: transmit at sample {at_sample} is before now() = {delivered}; this radio can only transmit now"
+        )
+    if at_sample != delivered:
+        raise RadioError(
+            f"{name}: this radio has no hardware time (a stock Pluto, or its loopback emulation), so a burst cannot "
+            f"be scheduled at sample {at_sample} (now() = {delivered}); pass at_sample=now() to send at once, or use "
+            'transmit_cyclic() and rotate the buffer by the measured timing offset (ota.timing_mode = "cyclic")'
+        )
+
+
 def untimed_window(name: str, n_samples: int, at_sample: int, delivered: int) -> tuple[int, int]:
     """Check a receive request on a radio without hardware time, whose clock is only the count of
     samples already delivered: (samples to skip, samples to read). Windows in the past are late."""

@@ -42,7 +42,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from airfl.radio.base import Capabilities, LateCommandError, RadioConfig, RadioError, as_baseband, untimed_window
+from airfl.radio.base import (
+    Capabilities,
+    RadioConfig,
+    RadioError,
+    as_baseband,
+    check_transmit_now,
+    untimed_window,
+)
 from airfl.radio.loopback import LOOPBACK_MAX_RATE_HZ, LoopbackAir, LoopbackRadio, _Cyclic
 from airfl.radio.seeding import seeded_rng, stable_id
 
@@ -143,17 +150,7 @@ class CyclicLoopbackRadio(LoopbackRadio):
     def transmit(self, samples: np.ndarray, at_sample: int) -> None:
         """Send `samples` once, "now" (after a host latency); `at_sample` must equal now()."""
         self._check_open()
-        at_sample = int(at_sample)
-        if at_sample < self._count:
-            raise LateCommandError(
-                f"{self.name}: transmit at sample {at_sample} is before now() = {self._count}; this radio can only transmit now"
-            )
-        if at_sample != self._count:
-            raise RadioError(
-                f"{self.name}: a cyclic-mode radio has no hardware time (like a stock Pluto), so a burst cannot be "
-                f"scheduled at sample {at_sample} (now() = {self._count}); pass at_sample=now() to send at once, or "
-                "use transmit_cyclic() and rotate the buffer by the measured timing offset (ota.timing_mode = \"cyclic\")"
-            )
+        check_transmit_now(self.name, int(at_sample), self._count)
         x = _checked(samples)
         if x.size:
             start = self._local_at(self._host_step())

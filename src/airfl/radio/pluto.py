@@ -49,6 +49,7 @@ from airfl.radio.base import (
     RadioConfig,
     RadioError,
     as_baseband,
+    check_transmit_now,
     untimed_window,
 )
 
@@ -287,18 +288,7 @@ class PlutoRadio:
     def transmit(self, samples: np.ndarray, at_sample: int) -> None:
         """Send `samples` once, immediately; `at_sample` must be `now()` (no transmit clock)."""
         self._check_open()
-        at_sample = int(at_sample)
-        if at_sample < self._count:
-            raise LateCommandError(
-                f"{self.name}: transmit at sample {at_sample} is before now() = {self._count}; "
-                "a Pluto can only transmit now"
-            )
-        if at_sample != self._count:
-            raise RadioError(
-                f"{self.name}: stock Pluto firmware has no hardware time, so a burst cannot be scheduled at "
-                f"sample {at_sample} (now() = {self._count}); pass at_sample=now() to send at once, or use "
-                "transmit_cyclic() and rotate the buffer by the measured timing offset (cyclic mode)"
-            )
+        check_transmit_now(self.name, int(at_sample), self._count)
         data = to_dac(samples)
         if data.size == 0:
             return
